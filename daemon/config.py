@@ -1,0 +1,587 @@
+"""Configuration: frozen dataclasses from one TOML file, then WEBHOOKD_<SECTION>_<KEY> overrides.
+
+Every value is parsed once here (durations to seconds, sizes to bytes, rates to tokens per
+second), so no other module sees a unit string. Reading the one file is the only I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from daemon import __version__
+from daemon.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/webhookd/webhookd.toml")
+ENV_PREFIX = "WEBHOOKD_"
+DEFAULT_USER_AGENT = f"webhookd/{__version__}"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+def default_embedded_dir(env: Mapping[str, str]) -> Path:
+    """Where the embedded PostgreSQL keeps its data when database.embedded_dir is empty."""
+    state = Path(env.get("XDG_STATE_HOME", ""))
+    if not state.is_absolute():  # the XDG spec says to ignore relative (and empty) values
+        home = env.get("HOME", "")
+        state = (Path(home) if home else Path.home()) / ".local" / "state"
+    return state / "webhookd" / "postgres"
+
+
+def default_instance_id() -> str:
+    """Names the lease holder in the outbox, so a restarted process is told apart."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """[database]: where the outbox lives; an empty url starts the embedded PostgreSQL."""
+
+    url: str = ""
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    connect_timeout_s: float = 5.0
+    embedded_dir: Path = field(default_factory=lambda: default_embedded_dir(os.environ))
+
+    @property
+    def use_embedded(self) -> bool:
+        return not self.url
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxConfig:
+    """[outbox]: how deliveries are claimed; a claim's lease is the attempt timeout + margin."""
+
+    poll_interval_s: float = 1.0
+    batch_size: int = 100
+    lease_margin_s: float = 30.0
+    listen: bool = True
+    instance_id: str = field(default_factory=default_instance_id)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """[delivery]: the HTTP side: global concurrency, timeouts, retries and size limits."""
+
+    concurrency: int = 10
+    timeout_s: float = 30.0
+    retry_schedule_s: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+    retry_jitter: float = 0.1  # fraction of each delay, 0..1
+    max_response_body_bytes: int = 64 * 1024
+    stored_response_body_bytes: int = 4 * 1024
+    max_payload_bytes: int = 1024 * 1024
+    allow_insecure_http: bool = False
+    allow_private_networks: bool = False
+    endpoint_max_in_flight: int = 0  # 0: see effective_endpoint_max_in_flight
+    drain_timeout_s: float = 30.0
+    user_agent: str = DEFAULT_USER_AGENT
+
+    @property
+    def effective_endpoint_max_in_flight(self) -> int:
+        """Global slots one endpoint may hold unless it sets its own max in flight."""
+        return self.endpoint_max_in_flight or math.ceil(self.concurrency / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """[ratelimit]: the rate for endpoints without their own, and the Retry-After bound."""
+
+    default_rate_per_s: float | None = None  # None: unlimited
+    default_burst: int = 0  # 0: see effective_default_burst
+    max_retry_after_s: float = 3600.0
+
+    @property
+    def effective_default_burst(self) -> int:
+        """The bucket size: at least one second's worth of tokens, and never zero."""
+        return self.default_burst or max(1, math.ceil(self.default_rate_per_s or 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class SigningConfig:
+    """[signing]: how long a replaced secret keeps signing alongside the new one."""
+
+    rotation_grace_s: float = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """[metrics]: the Prometheus /metrics, /healthz and /readyz listener."""
+
+    enabled: bool = True
+    listen_host: str = "127.0.0.1"  # IPv6 without brackets, e.g. "::1"
+    listen_port: int = 9464
+    per_endpoint_labels: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """[log]: level and format; "auto" means JSON unless writing to a terminal."""
+
+    level: str = "info"
+    format: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; Config() is the default one."""
+
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    signing: SigningConfig = field(default_factory=SigningConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def with_overrides(self, **sections: Mapping[str, Any]) -> Config:
+        """A copy with some fields replaced: cfg.with_overrides(delivery={"timeout_s": 0.5})."""
+        changed = {
+            name: replace(getattr(self, name), **values) for name, values in sections.items()
+        }
+        return replace(self, **changed)
+
+
+# --- value parsers: each takes a TOML value or an environment string, raises ValueError(why) ---
+
+_NUMBER = r"([0-9.]+(?:[eE][+-]?[0-9]+)?)"  # checked by float(), so '1.2.3' is refused there
+_DURATION_RE = re.compile(_NUMBER + r"\s*(ms|s|m|h|d)?")
+_DURATION_UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
+_SIZE_RE = re.compile(r"(\d+)\s*([kmg]i?b|b)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "GiB": 1024**3,
+    "MiB": 1024**2,
+    "KiB": 1024,
+    "GB": 1000**3,
+    "MB": 1000**2,
+    "KB": 1000,
+}
+_SIZE_UNIT_BYTES = {unit.lower(): n for unit, n in _SIZE_UNITS.items()} | {"b": 1}
+_RATE_RE = re.compile(_NUMBER + r"\s*/\s*([a-z]+)", re.IGNORECASE)
+_RATE_PERIOD_S = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
+_RATE_PERIOD_S |= {"h": 3600, "hr": 3600, "hour": 3600, "d": 86400, "day": 86400}
+_INT_RE = re.compile(r"\s*[+-]?\d+\s*")
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _number(raw: object) -> float | None:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            return None
+    return None
+
+
+def _duration_s(raw: object) -> float:
+    """'250ms', '30s', '5m', '2h', '1d', or a bare number of seconds."""
+    seconds: float | None = None
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        seconds = float(raw)
+    elif isinstance(raw, str) and (match := _DURATION_RE.fullmatch(raw.strip())):
+        number = _number(match[1])
+        seconds = None if number is None else number * _DURATION_UNIT_MS[match[2] or "s"] / 1000
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(
+            "must be a duration like '30s', '5m' or '250ms' (a bare number is seconds),"
+            f" got {raw!r}"
+        )
+    return seconds
+
+
+def _duration(*, positive: bool) -> Callable[[object], float]:
+    def parse(raw: object) -> float:
+        seconds = _duration_s(raw)
+        if positive and seconds == 0:
+            raise ValueError(f"must be longer than 0s, got {raw!r}")
+        return seconds
+
+    return parse
+
+
+def _format_duration(seconds: float) -> str:
+    millis = seconds * 1000
+    if abs(millis - round(millis)) > 1e-6 or millis == 0:
+        return f"{seconds!r}s"  # repr: parses back to the same float
+    whole = round(millis)
+    unit = next(u for u, ms in _DURATION_UNIT_MS.items() if whole % ms == 0)
+    return f"{whole // _DURATION_UNIT_MS[unit]}{unit}"
+
+
+def _schedule_s(raw: object) -> tuple[float, ...]:
+    """A TOML array of durations, or (from the environment) a comma-separated string."""
+    items: list[object]
+    if isinstance(raw, str):
+        items = [part.strip() for part in raw.split(",")] if raw.strip() else []
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        raise ValueError(f"must be a list of durations like ['5s', '5m'], got {raw!r}")
+    delays: list[float] = []
+    for position, item in enumerate(items, start=1):
+        try:
+            delays.append(_duration_s(item))
+        except ValueError as exc:
+            raise ValueError(f"item {position}: {exc}") from None
+    return tuple(delays)
+
+
+def _size_bytes(minimum: int) -> Callable[[object], int]:
+    def parse(raw: object) -> int:
+        size: int | None = None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            size = raw
+        elif isinstance(raw, str) and (match := _SIZE_RE.fullmatch(raw.strip())):
+            size = int(match[1]) * _SIZE_UNIT_BYTES[(match[2] or "b").lower()]
+        if size is None or size < minimum:
+            raise ValueError(
+                f"must be a size of at least {minimum} bytes like '64KiB', '1MiB', '10MB'"
+                f" or '512' (bytes), got {raw!r}"
+            )
+        return size
+
+    return parse
+
+
+def _format_size(size: int) -> str:
+    unit = next((u for u, n in _SIZE_UNITS.items() if size and size % n == 0), None)
+    return f"{size // _SIZE_UNITS[unit]}{unit}" if unit else str(size)
+
+
+def _rate_per_s(raw: object) -> float | None:
+    """'100/min', '5/s', '10/h'; an empty string means unlimited."""
+    if raw == "":
+        return None
+    match = _RATE_RE.fullmatch(raw.strip()) if isinstance(raw, str) else None
+    count = _number(match[1]) if match else None
+    period_s = _RATE_PERIOD_S.get(match[2].lower()) if match else None
+    if count is None or period_s is None or not 0 < count < math.inf:
+        raise ValueError(f"must be a rate like '100/min' or '5/s' (empty: unlimited), got {raw!r}")
+    return count / period_s
+
+
+def _format_rate(rate_per_s: float | None) -> str:
+    if rate_per_s is None:
+        return ""
+    for unit, period_s in (("s", 1), ("min", 60), ("h", 3600), ("d", 86400)):
+        count = rate_per_s * period_s
+        if count >= 1 and abs(count - round(count)) < 1e-9 * count:
+            return f"{round(count)}/{unit}"
+    return f"{rate_per_s!r}/s"
+
+
+def _integer(low: int, high: int) -> Callable[[object], int]:
+    def parse(raw: object) -> int:
+        value: int | None = None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            value = raw
+        elif isinstance(raw, str) and _INT_RE.fullmatch(raw):
+            value = int(raw)
+        if value is None or not low <= value <= high:
+            raise ValueError(f"must be an integer between {low} and {high}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _fraction(raw: object) -> float:
+    value = _number(raw)
+    if value is None or not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be a number between 0 and 1, got {raw!r}")
+    return value
+
+
+def _boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = raw.strip().lower() if isinstance(raw, str) else ""
+    if word not in _TRUE | _FALSE:
+        raise ValueError(f"must be true or false, got {raw!r}")
+    return word in _TRUE
+
+
+def _text(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ValueError(f"must be a string, got {raw!r}")
+    return raw.strip()
+
+
+def _choice(*options: str) -> Callable[[object], str]:
+    def parse(raw: object) -> str:
+        word = raw.strip().lower() if isinstance(raw, str) else None
+        if word is None or word not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {raw!r}")
+        return word
+
+    return parse
+
+
+def _database_url(raw: object) -> str:
+    """A postgres:// URL; errors show only its scheme, since the rest may hold a password."""
+    url = _text(raw)
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        raise ValueError("is not a valid URL (value not shown: it may hold a password)") from None
+    if url and scheme not in ("postgres", "postgresql"):
+        got = f"a {scheme}:// URL" if scheme else "a value that is not a URL (not shown)"
+        raise ValueError(
+            "must be a postgresql://user:password@host/db URL (empty: start the embedded"
+            f" PostgreSQL), got {got}"
+        )
+    return url
+
+
+_QUERY_PASSWORD_RE = re.compile(r"((?:^|&)password=)[^&]*")
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (user info or ?password=) replaced by '***'."""
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return "***"  # unparseable: show nothing rather than risk a leak
+    netloc = parts.netloc
+    if has_password:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    query = _QUERY_PASSWORD_RE.sub(r"\1***", parts.query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _listen(raw: object) -> dict[str, Any]:
+    """'host:port', with IPv6 hosts in brackets: '[::1]:9464'."""
+    host, _, port = _text(raw).rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    ok = bool(host) and (bracketed or ":" not in host) and port.isdigit() and int(port) <= 65535
+    if not ok:
+        raise ValueError(
+            "must be host:port with a port from 0 to 65535, IPv6 in brackets like"
+            f" '[::1]:9464', got {raw!r}"
+        )
+    return {"listen_host": host, "listen_port": int(port)}
+
+
+def _format_listen(metrics: MetricsConfig) -> str:
+    host = metrics.listen_host
+    return f"[{host}]:{metrics.listen_port}" if ":" in host else f"{host}:{metrics.listen_port}"
+
+
+# --- the key table: TOML key -> dataclass field(s), and back to human units -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    parse: Callable[[object], dict[str, Any]]  # raw value -> dataclass fields it sets
+    show: Callable[[Any], object]  # section dataclass -> value in TOML units
+
+
+def _same(value: object) -> object:
+    return value
+
+
+def _one(name: str, parse: Callable[[object], Any], show: Callable[[Any], object] = _same) -> _Key:
+    return _Key(lambda raw: {name: parse(raw)}, lambda section: show(getattr(section, name)))
+
+
+def _defaulted(name: str, convert: Callable[[str], object] = str) -> _Key:
+    """A string whose empty value means a default worked out at load time."""
+
+    def parse(raw: object) -> dict[str, Any]:
+        text = _text(raw)
+        return {name: convert(text)} if text else {}
+
+    return _Key(parse, lambda section: str(getattr(section, name)))
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+_DURATION = _duration(positive=False)
+_POSITIVE_DURATION = _duration(positive=True)
+
+_SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
+    "database": (DatabaseConfig, {
+        "url": _one("url", _database_url, redact_url),
+        "pool_min_size": _one("pool_min_size", _integer(0, 1000)),
+        "pool_max_size": _one("pool_max_size", _integer(1, 1000)),
+        "connect_timeout": _one("connect_timeout_s", _POSITIVE_DURATION, _format_duration),
+        "embedded_dir": _defaulted("embedded_dir", _path),
+    }),
+    "outbox": (OutboxConfig, {
+        "poll_interval": _one("poll_interval_s", _POSITIVE_DURATION, _format_duration),
+        "batch_size": _one("batch_size", _integer(1, 10_000)),
+        "lease_margin": _one("lease_margin_s", _DURATION, _format_duration),
+        "listen": _one("listen", _boolean),
+        "instance_id": _defaulted("instance_id"),
+    }),
+    "delivery": (DeliveryConfig, {
+        "concurrency": _one("concurrency", _integer(1, 10_000)),
+        "timeout": _one("timeout_s", _POSITIVE_DURATION, _format_duration),
+        "retry_schedule": _one(
+            "retry_schedule_s", _schedule_s, lambda delays: [_format_duration(d) for d in delays]
+        ),
+        "retry_jitter": _one("retry_jitter", _fraction),
+        "max_response_body": _one("max_response_body_bytes", _size_bytes(1), _format_size),
+        "stored_response_body": _one("stored_response_body_bytes", _size_bytes(0), _format_size),
+        "max_payload": _one("max_payload_bytes", _size_bytes(1), _format_size),
+        "allow_insecure_http": _one("allow_insecure_http", _boolean),
+        "allow_private_networks": _one("allow_private_networks", _boolean),
+        "endpoint_max_in_flight": _one("endpoint_max_in_flight", _integer(0, 10_000)),
+        "drain_timeout": _one("drain_timeout_s", _DURATION, _format_duration),
+        "user_agent": _defaulted("user_agent"),
+    }),
+    "ratelimit": (RateLimitConfig, {
+        "default_rate": _one("default_rate_per_s", _rate_per_s, _format_rate),
+        "default_burst": _one("default_burst", _integer(0, 1_000_000)),
+        "max_retry_after": _one("max_retry_after_s", _DURATION, _format_duration),
+    }),
+    "signing": (SigningConfig, {
+        "rotation_grace": _one("rotation_grace_s", _DURATION, _format_duration),
+    }),
+    "metrics": (MetricsConfig, {
+        "enabled": _one("enabled", _boolean),
+        "listen": _Key(_listen, _format_listen),
+        "per_endpoint_labels": _one("per_endpoint_labels", _boolean),
+    }),
+    "log": (LogConfig, {
+        "level": _one("level", _choice(*LOG_LEVELS)),
+        "format": _one("format", _choice(*LOG_FORMATS)),
+    }),
+}  # fmt: skip
+
+# Defaults that depend on the environment given to load_config rather than os.environ.
+_LOAD_DEFAULTS: dict[str, Callable[[Mapping[str, str]], dict[str, Any]]] = {
+    "database": lambda env: {"embedded_dir": default_embedded_dir(env)},
+}
+
+# section -> TOML key -> (raw value, where it came from)
+_Layer = dict[str, dict[str, tuple[object, str]]]
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def load_config(path: Path | None, env: Mapping[str, str]) -> Config:
+    """Read `path` (or the default path, if it exists), then apply WEBHOOKD_* overrides."""
+    document, where = _read_toml(path)
+    layer = _file_layer(document, where)
+    for section, values in _env_layer(env).items():
+        layer.setdefault(section, {}).update(values)
+    sections = {name: _build_section(name, layer.get(name, {}), env) for name in _SECTIONS}
+    config = Config(**sections)
+    _check_consistency(config)
+    return config
+
+
+def config_as_dict(config: Config) -> dict[str, dict[str, object]]:
+    """The effective configuration in TOML key names and human units, passwords hidden."""
+    return {
+        name: {key: spec.show(getattr(config, name)) for key, spec in keys.items()}
+        for name, (_, keys) in _SECTIONS.items()
+    }
+
+
+def _read_toml(path: Path | None) -> tuple[dict[str, Any], str]:
+    target = path if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        with target.open("rb") as fh:
+            return tomllib.load(fh), f"in {target}"
+    except FileNotFoundError:
+        if path is None:
+            return {}, f"in {target}"
+        raise ConfigError(str(target), "config file not found") from None
+    except OSError as exc:
+        raise ConfigError(str(target), f"cannot read config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(target), "config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(target), f"invalid TOML: {exc}") from None
+
+
+def _file_layer(document: Mapping[str, Any], where: str) -> _Layer:
+    layer: _Layer = {}
+    for section, table in document.items():
+        if section not in _SECTIONS:
+            raise ConfigError(section, "unknown section" + _did_you_mean(section, _SECTIONS))
+        if not isinstance(table, dict):
+            raise ConfigError(section, f"must be a table ([{section}]), got {table!r}")
+        keys = _SECTIONS[section][1]
+        for key, value in table.items():
+            if key not in keys:
+                raise ConfigError(f"{section}.{key}", "unknown key" + _did_you_mean(key, keys))
+            layer.setdefault(section, {})[key] = (value, where)
+    return layer
+
+
+def _env_layer(env: Mapping[str, str]) -> _Layer:
+    layer: _Layer = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in _SECTIONS:
+            continue  # not ours: WEBHOOKD_CONFIG, WEBHOOKD_TEST_DATABASE_URL, ...
+        keys = _SECTIONS[section][1]
+        if key not in keys:
+            hint = _did_you_mean(key, keys, partial(_env_name, section))
+            raise ConfigError(f"{section}.{key}", f"unknown key (from {name})" + hint)
+        layer.setdefault(section, {})[key] = (value, f"from {name}")
+    return layer
+
+
+def _env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def _did_you_mean(word: str, choices: Iterable[str], render: Callable[[str], str] = repr) -> str:
+    options = list(choices)
+    close = difflib.get_close_matches(word, options, n=1)
+    if close:
+        return f"; did you mean {render(close[0])}?"
+    return "; expected one of: " + ", ".join(render(option) for option in options)
+
+
+def _build_section(
+    name: str, values: Mapping[str, tuple[object, str]], env: Mapping[str, str]
+) -> Any:
+    cls, keys = _SECTIONS[name]
+    fields = _LOAD_DEFAULTS[name](env) if name in _LOAD_DEFAULTS else {}
+    for key, (raw, where) in values.items():
+        try:
+            fields.update(keys[key].parse(raw))
+        except ValueError as exc:
+            raise ConfigError(f"{name}.{key}", f"{exc} ({where})") from None
+    return cls(**fields)
+
+
+def _check_consistency(config: Config) -> None:
+    """Rules that span two keys; single values were checked while parsing."""
+    db, delivery = config.database, config.delivery
+    if db.pool_min_size > db.pool_max_size:
+        raise ConfigError(
+            "database.pool_min_size",
+            f"must not exceed database.pool_max_size ({db.pool_max_size}), got {db.pool_min_size}",
+        )
+    if delivery.stored_response_body_bytes > delivery.max_response_body_bytes:
+        limit = _format_size(delivery.max_response_body_bytes)
+        got = _format_size(delivery.stored_response_body_bytes)
+        raise ConfigError(
+            "delivery.stored_response_body",
+            f"must not exceed delivery.max_response_body ({limit}), got {got}",
+        )
