@@ -1,0 +1,212 @@
+"""One HTTP attempt: build the signed request, POST it, classify what came back. No database.
+
+The destination guard lives in the resolver, so the address checked is the address
+connected to (a name cannot resolve to a public address for the check and a private one
+for the connection). IP literals never reach a resolver and are checked up front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from daemon.errors import DestinationRefused
+from daemon.models import AttemptResult, Delivery, Endpoint
+from daemon.retry import parse_retry_after
+from daemon.signing import Signer
+
+_PAUSING_STATUSES = (429, 503)
+
+
+def address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Public unicast only: no loopback, RFC 1918, link-local/metadata, CGNAT, ULA, 0.0.0.0."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def check_url(url: str, *, allow_http: bool, allow_private: bool) -> None:
+    """Refuse what policy forbids before any socket is opened."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http"):
+        raise DestinationRefused(url, f"unsupported URL scheme {parts.scheme!r}")
+    if parts.scheme == "http" and not allow_http:
+        raise DestinationRefused(url, "plain http is not allowed (delivery.allow_insecure_http)")
+    if not parts.hostname:
+        raise DestinationRefused(url, "URL has no host")
+    try:
+        literal = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return
+    if not allow_private and not address_allowed(literal):
+        raise DestinationRefused(url, f"address {literal} is not public")
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves, then drops every address policy forbids; none left is an error."""
+
+    def __init__(self, inner: AbstractResolver, allow_private: bool) -> None:
+        self._inner = inner
+        self._allow_private = allow_private
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if self._allow_private:
+            return results
+        kept = [r for r in results if address_allowed(ipaddress.ip_address(r["host"]))]
+        if not kept:
+            raise DestinationRefused(host, f"{host} resolves only to non-public addresses")
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+_ERROR_CLASSES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (DestinationRefused, "refused_destination"),
+    ((asyncio.TimeoutError, aiohttp.ServerTimeoutError), "timeout"),
+    (aiohttp.ClientConnectorCertificateError, "tls_certificate"),
+    ((aiohttp.ClientConnectorSSLError, aiohttp.ClientSSLError, ssl.SSLError), "tls_error"),
+    (ConnectionRefusedError, "connect_refused"),
+    (aiohttp.ClientConnectorDNSError, "dns_error"),
+    (aiohttp.ClientConnectorError, "connect_error"),
+    (aiohttp.ServerDisconnectedError, "connection_closed"),
+    (aiohttp.ClientPayloadError, "response_payload"),
+    (aiohttp.ClientResponseError, "invalid_http"),
+    ((ConnectionResetError, aiohttp.ClientOSError), "connection_reset"),
+    (aiohttp.ClientError, "client_error"),
+)
+
+
+def classify_exception(exc: BaseException) -> tuple[str, str]:
+    """(error_class, short text) for a failed attempt; the text never holds header values."""
+    causes = [c for c in (exc, getattr(exc, "os_error", None), exc.__cause__) if c is not None]
+    for kinds, name in _ERROR_CLASSES:
+        if any(isinstance(c, kinds) for c in causes):
+            return name, _short(exc)
+    return "internal_error", _short(exc)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"[:300]
+
+
+class Deliverer:
+    """Owns the one shared aiohttp session (keep-alive, connection pool, guarded DNS)."""
+
+    def __init__(
+        self,
+        *,
+        user_agent: str,
+        max_response_bytes: int,
+        stored_response_bytes: int,
+        allow_http: bool,
+        allow_private: bool,
+        resolver: AbstractResolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._user_agent = user_agent
+        self._max_read = max_response_bytes
+        self._keep = stored_response_bytes
+        self._allow_http = allow_http
+        self._allow_private = allow_private
+        self._resolver = resolver
+        self._ssl = ssl_context or ssl.create_default_context()
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        inner = self._resolver or aiohttp.ThreadedResolver()
+        connector = aiohttp.TCPConnector(
+            limit=0,  # the scheduler is the only limit
+            resolver=GuardedResolver(inner, self._allow_private),
+            ssl=self._ssl,
+            ttl_dns_cache=10,
+            enable_cleanup_closed=True,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # a compressed body could be a bomb; we keep raw bytes
+            skip_auto_headers=("Accept-Encoding",),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def headers(self, endpoint: Endpoint, delivery: Delivery, signer: Signer) -> dict[str, str]:
+        """Custom headers first, so they can never replace a signature or content type."""
+        headers = dict(endpoint.headers)
+        headers["Content-Type"] = "application/json"
+        headers["User-Agent"] = self._user_agent
+        headers.update(signer.headers(delivery.msg_id, int(self._clock()), delivery.payload))
+        return headers
+
+    async def attempt(
+        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, timeout_s: float
+    ) -> AttemptResult:
+        started = self._clock()
+        t0 = time.monotonic()
+        try:
+            check_url(endpoint.url, allow_http=self._allow_http, allow_private=self._allow_private)
+            status, body, retry_after = await self._post(endpoint, delivery, signer, timeout_s)
+        except Exception as exc:  # every failure is a recorded attempt, never a crash
+            error_class, text = classify_exception(exc)
+            return AttemptResult(started, time.monotonic() - t0, None, error_class, text)
+        duration = time.monotonic() - t0
+        if 200 <= status < 300:
+            return AttemptResult(started, duration, status, response_body=body[: self._keep])
+        return AttemptResult(
+            started,
+            duration,
+            status,
+            f"http_{status}",
+            f"HTTP {status}",
+            body[: self._keep],
+            retry_after,
+        )
+
+    async def _post(
+        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, timeout_s: float
+    ) -> tuple[int, bytes, float | None]:
+        assert self._session is not None, "Deliverer.start() was not called"
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with self._session.post(
+            endpoint.url,
+            data=delivery.payload,
+            headers=self.headers(endpoint, delivery, signer),
+            allow_redirects=False,
+            timeout=timeout,
+        ) as resp:
+            body = await self._read_capped(resp)
+            retry_after = None
+            if resp.status in _PAUSING_STATUSES and "Retry-After" in resp.headers:
+                retry_after = parse_retry_after(resp.headers["Retry-After"], self._clock())
+            return resp.status, body, retry_after
+
+    async def _read_capped(self, resp: Any) -> bytes:
+        """Read at most max_response_bytes; the rest is left unread (connection dropped)."""
+        chunks: list[bytes] = []
+        size = 0
+        while size < self._max_read:
+            chunk = await resp.content.read(self._max_read - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)

@@ -1,0 +1,106 @@
+"""Plain data passed between the stages: endpoints, claimed deliveries, attempt results."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """Delivery states as stored in webhookd.deliveries.status."""
+
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # dead letter
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureSpec:
+    """How an endpoint wants its deliveries signed."""
+
+    scheme: str = "standard"  # "standard" | "hmac-sha256-hex"
+    header: str = ""  # only for hmac-sha256-hex
+    prefix: str = ""  # e.g. "sha256="
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An endpoint as the daemon needs it (secrets in clear, after decryption if any)."""
+
+    id: str
+    tenant_id: str
+    url: str
+    enabled: bool
+    secret: str
+    previous_secrets: tuple[str, ...] = ()  # still within their rotation grace
+    signature: SignatureSpec = field(default_factory=SignatureSpec)
+    headers: tuple[tuple[str, str], ...] = ()
+    rate_per_s: float | None = None  # None: the configured default applies
+    burst: int | None = None
+    max_in_flight: int | None = None
+    timeout_s: float | None = None  # None: delivery.timeout
+    retry_schedule_s: tuple[float, ...] | None = None  # None: delivery.retry_schedule
+    event_types: tuple[str, ...] = ()  # empty: every event type
+    version: int = 0  # bumped on every change; lets caches notice
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One (message, endpoint) pair, claimed under a lease."""
+
+    id: int
+    endpoint_id: str
+    msg_id: str
+    event_type: str
+    payload: bytes  # the exact bytes that are signed and sent
+    attempt: int  # number of this attempt, 1-based
+    created_at_s: float  # unix time the message was enqueued
+
+    @classmethod
+    def from_record(cls, rec: Any) -> Delivery:
+        return cls(
+            id=rec["id"],
+            endpoint_id=rec["endpoint_id"],
+            msg_id=rec["msg_id"],
+            event_type=rec["event_type"],
+            payload=rec["payload"].encode() if isinstance(rec["payload"], str) else rec["payload"],
+            attempt=rec["attempts"] + 1,
+            created_at_s=rec["created_at"].timestamp(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one HTTP attempt produced. `error_class` is set when no 2xx was obtained."""
+
+    started_at_s: float
+    duration_s: float
+    status_code: int | None = None
+    error_class: str | None = None  # e.g. "timeout", "connect_refused", "http_500"
+    error: str | None = None  # short human text, never contains secrets
+    response_body: bytes = b""  # already truncated to the stored size
+    retry_after_s: float | None = None  # parsed from 429/503 Retry-After
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """Whether to attempt again, after how long, and why (kept as last_error on dead letter)."""
+
+    retry: bool
+    delay_s: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A finished attempt and what happens next, ready to be written back in a batch."""
+
+    delivery: Delivery
+    result: AttemptResult
+    decision: RetryDecision | None  # None when the attempt succeeded

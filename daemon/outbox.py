@@ -1,0 +1,208 @@
+"""The claim loop: wake on NOTIFY, a timer or the poll interval; lease what can start soon.
+
+Claims are one statement (lock, then lease) sized by the scheduler: only as many as the
+free slots can start within about half a second, and per endpoint only what its bucket
+allows within the claim horizon, so a backlog stays in PostgreSQL. Expired leases (a
+crashed instance) are returned to pending here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+
+from daemon.errors import DatabaseUnavailable
+from daemon.models import Delivery, Endpoint
+from daemon.scheduler import CLAIM_HORIZON_S, Scheduler
+from daemon.store import Listener, Store
+
+log = structlog.get_logger("webhookd.outbox")
+
+OUTBOX_CHANNEL = "webhookd_outbox"
+ENDPOINTS_CHANNEL = "webhookd_endpoints"
+ENDPOINT_REFRESH_S = 30.0
+RESCUE_EVERY_S = 5.0
+
+
+class Claimer:
+    """Feeds the scheduler from the outbox."""
+
+    def __init__(
+        self,
+        store: Store,
+        scheduler: Scheduler,
+        *,
+        instance: str,
+        lease_s: Callable[[], float],
+        poll_interval_s: float,
+        load_endpoints: Callable[[], Awaitable[list[Endpoint]]] | None = None,
+        on_orphans: Callable[[list[Delivery]], None] | None = None,
+        on_claim: Callable[[int], None] | None = None,
+        on_db_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._scheduler = scheduler
+        self._instance = instance
+        self._lease_s = lease_s
+        self._poll_s = poll_interval_s
+        self._load_endpoints = load_endpoints
+        self._on_orphans = on_orphans or (lambda _d: None)
+        self._on_claim = on_claim or (lambda _n: None)
+        self._on_db_error = on_db_error or (lambda _op: None)
+        self._wake = asyncio.Event()
+        self._endpoints_stale = True
+        self._last_refresh = 0.0
+        self._last_rescue = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._stopping = False
+        self._stop_event = asyncio.Event()
+        self.healthy = True
+
+    # -- wake-ups --------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def wake_in(self, delay_s: float) -> None:
+        """Claim again at `now + delay_s` (e.g. when a retry falls due)."""
+        at = time.monotonic() + max(0.0, delay_s)
+        if at >= self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = asyncio.get_running_loop().call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        self._wake.set()
+
+    def on_notify(self, channel: str) -> None:
+        if channel == ENDPOINTS_CHANNEL:
+            self._endpoints_stale = True
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._stop_event.set()
+        self._wake.set()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    # -- the loop --------------------------------------------------------------------
+    async def run(self) -> None:
+        backoff_s = 0.1
+        while not self._stopping:
+            try:
+                wait_s = await self._cycle()
+                backoff_s = 0.1
+                self.healthy = True
+            except DatabaseUnavailable as exc:
+                self.healthy = False
+                self._on_db_error("claim")
+                log.warning("outbox.database_unavailable", error=str(exc), retry_in_s=backoff_s)
+                wait_s = backoff_s
+                backoff_s = min(backoff_s * 2, 5.0)
+            await self._sleep(wait_s)
+
+    async def _sleep(self, wait_s: float | None) -> None:
+        """Until woken (NOTIFY, timer, stop), slots free up, `wait_s` or the poll interval."""
+        hungry = self._scheduler.hunger
+        if self._stopping or wait_s == 0:
+            return
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(hungry.wait())]
+        timeout = self._poll_s if wait_s is None else min(wait_s, self._poll_s)
+        _, pending = await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
+        for task in pending:
+            task.cancel()
+        self._wake.clear()
+        hungry.clear()
+
+    async def _cycle(self) -> float | None:
+        """One claim round; returns how long to sleep at most (None: until woken or polled)."""
+        await self._housekeeping()
+        capacity = self._scheduler.capacity()
+        if capacity <= 0:
+            return None
+        ids, quotas = self._scheduler.quotas(capacity)
+        if not ids:
+            return await self._next_due_s()
+        rows = await self._store.fetch(
+            "claim", ids, quotas, capacity, self._lease_s(), self._instance
+        )
+        claimed = [Delivery.from_record(r) for r in rows]
+        self._on_claim(len(claimed))
+        orphans = self._scheduler.submit(claimed)
+        if orphans:
+            self._on_orphans(orphans)
+        again_s = self._after_claim(claimed, ids, quotas, capacity)
+        return again_s if again_s is not None else await self._next_due_s()
+
+    def _after_claim(
+        self, claimed: Sequence[Delivery], ids: list[str], quotas: list[int], capacity: int
+    ) -> float | None:
+        """0 to claim again at once, a delay when an endpoint may have more, else None."""
+        if len(claimed) >= capacity:
+            return 0.0 if self._scheduler.capacity() > 0 else None
+        per_endpoint: dict[str, int] = {}
+        for d in claimed:
+            per_endpoint[d.endpoint_id] = per_endpoint.get(d.endpoint_id, 0) + 1
+        if any(per_endpoint.get(i, 0) >= q for i, q in zip(ids, quotas, strict=True)):
+            return CLAIM_HORIZON_S / 2  # limited by its quota: more may be waiting
+        return None
+
+    async def _next_due_s(self) -> float | None:
+        """Seconds until the earliest pending delivery of a known endpoint falls due."""
+        ids = self._scheduler.endpoint_ids()
+        if not ids:
+            return None
+        rows = await self._store.fetch("next_due", ids)
+        gaps = [(r["next_at"] - r["db_now"]).total_seconds() for r in rows if r["next_at"]]
+        if not gaps:
+            return None
+        return max(0.001, float(min(gaps)))
+
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if self._load_endpoints is not None and (
+            self._endpoints_stale or now - self._last_refresh > ENDPOINT_REFRESH_S
+        ):
+            self._endpoints_stale = False
+            endpoints = await self._load_endpoints()
+            self._last_refresh = now
+            orphans = self._scheduler.set_endpoints(endpoints)
+            if orphans:
+                self._on_orphans(orphans)
+        if now - self._last_rescue > RESCUE_EVERY_S:
+            self._last_rescue = now
+            rescued = await self._store.fetch("rescue_expired", 1000)
+            if rescued:
+                log.warning("outbox.leases_rescued", count=len(rescued))
+
+    # -- LISTEN ----------------------------------------------------------------------
+    async def listen(self) -> None:
+        """Keep a LISTEN connection; on loss reconnect with backoff (polling covers the gap)."""
+        backoff_s = 0.1
+        while not self._stopping:
+            listener: Listener | None = None
+            try:
+                listener = await self._store.listen(
+                    [OUTBOX_CHANNEL, ENDPOINTS_CHANNEL], self.on_notify
+                )
+                backoff_s = 0.1
+                self._endpoints_stale = True  # changes may have been missed while away
+                self._wake.set()
+                await listener.wait_closed()
+                log.warning("outbox.listen_lost")
+            except DatabaseUnavailable as exc:
+                log.warning("outbox.listen_failed", error=str(exc), retry_in_s=backoff_s)
+            finally:
+                if listener is not None:
+                    await listener.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_event.wait(), timeout=backoff_s)
+            backoff_s = min(backoff_s * 2, 5.0)

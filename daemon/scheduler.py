@@ -1,0 +1,283 @@
+"""Decides what starts next: global cap, per-endpoint token buckets, pauses and fairness.
+
+Claimed deliveries wait here in per-endpoint queues. `next()` hands out the next one that
+may start now (a free global slot, a token, the endpoint under its in-flight limit), taking
+endpoints round-robin so a big backlog cannot starve small ones. Waiting for a token holds
+no slot: a delivery only takes a slot when it is handed out. Pure logic plus one Event; the
+clock is injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from daemon.models import Delivery, Endpoint
+from daemon.ratelimit import TokenBucket, default_burst
+
+# How far ahead a claim may look: a rate-limited endpoint is claimed only for the tokens
+# it will have within this horizon, so its backlog stays in PostgreSQL.
+CLAIM_HORIZON_S = 1.0
+
+
+@dataclass
+class Limits:
+    """The parts of the configuration the scheduler needs (reloadable)."""
+
+    concurrency: int = 10
+    endpoint_max_in_flight: int = 5
+    default_rate_per_s: float | None = None
+    default_burst: int = 0
+    batch_size: int = 100
+
+
+@dataclass
+class Lane:
+    """One endpoint's queue and counters."""
+
+    endpoint: Endpoint
+    bucket: TokenBucket | None
+    max_in_flight: int
+    queue: deque[Delivery] = field(default_factory=deque)
+    in_flight: int = 0
+    paused_until: float = 0.0  # monotonic time; set by 429/503 Retry-After
+
+
+class Scheduler:
+    """Holds claimed deliveries until they may start; counts what is in flight."""
+
+    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limits = limits
+        self._clock = clock
+        self._lanes: dict[str, Lane] = {}
+        self._order: deque[str] = deque()  # round-robin order of lanes with queued work
+        self._in_flight = 0
+        self._queued = 0
+        self._changed = asyncio.Event()
+        self._completions = _RateMeter(clock)
+        self._rotation = 0
+        # Set when enough slots are free that a new claim is worth a round trip.
+        self.hunger = asyncio.Event()
+        self.rate_limited_waits = 0  # times a ready delivery waited for a token
+
+    # -- endpoints -------------------------------------------------------------------
+    def set_endpoints(self, endpoints: Iterable[Endpoint]) -> list[Delivery]:
+        """Replace the endpoint set; returns queued deliveries whose endpoint is gone."""
+        fresh = {e.id: e for e in endpoints}
+        orphans: list[Delivery] = []
+        for ep_id in list(self._lanes):
+            lane = self._lanes[ep_id]
+            endpoint = fresh.get(ep_id)
+            if endpoint is None or not endpoint.enabled:
+                orphans.extend(self._drop_queue(lane))
+                if lane.in_flight == 0:
+                    del self._lanes[ep_id]
+                else:  # kept until its attempts finish, but never picked again
+                    lane.endpoint = replace(lane.endpoint, enabled=False)
+        for endpoint in fresh.values():
+            if endpoint.enabled:
+                self._upsert(endpoint)
+        self._changed.set()
+        return orphans
+
+    def set_limits(self, limits: Limits) -> None:
+        self._limits = limits
+        for lane in self._lanes.values():
+            self._upsert(lane.endpoint)
+        self._changed.set()
+
+    def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        lane = self._lanes.get(endpoint_id)
+        return lane.endpoint if lane else None
+
+    def _upsert(self, endpoint: Endpoint) -> None:
+        rate = endpoint.rate_per_s or self._limits.default_rate_per_s
+        burst = endpoint.burst or self._limits.default_burst or (default_burst(rate) if rate else 0)
+        lane = self._lanes.get(endpoint.id)
+        bucket = lane.bucket if lane else None
+        if rate is None:
+            bucket = None
+        elif bucket is None:
+            bucket = TokenBucket(rate, burst, self._clock)
+        else:
+            bucket.update(rate, burst)
+        cap = endpoint.max_in_flight or self._limits.endpoint_max_in_flight
+        cap = min(cap, self._limits.concurrency)
+        if lane is None:
+            self._lanes[endpoint.id] = Lane(endpoint, bucket, cap)
+        else:
+            lane.endpoint, lane.bucket, lane.max_in_flight = endpoint, bucket, cap
+
+    def _drop_queue(self, lane: Lane) -> list[Delivery]:
+        if lane.queue:
+            self._order.remove(lane.endpoint.id)
+        dropped = list(lane.queue)
+        lane.queue.clear()
+        self._queued -= len(dropped)
+        return dropped
+
+    # -- claiming --------------------------------------------------------------------
+    def _target(self) -> int:
+        """Deliveries worth holding: enough to keep every slot busy for about half a second
+        at the observed completion rate, never less than the cap, at most a batch."""
+        target = max(self._limits.concurrency, int(self._completions.per_s() * 0.5))
+        return min(target, max(self._limits.batch_size, self._limits.concurrency))
+
+    def capacity(self) -> int:
+        """How many more deliveries may be claimed now."""
+        return max(0, self._target() - self._in_flight - self._queued)
+
+    def endpoint_ids(self) -> list[str]:
+        return [ep_id for ep_id, lane in self._lanes.items() if lane.endpoint.enabled]
+
+    def quotas(self, capacity: int) -> tuple[list[str], list[int]]:
+        """Per-endpoint claim limits, rotated each call so every endpoint gets first pick."""
+        ids: list[str] = []
+        quotas: list[int] = []
+        for lane in self._lanes.values():
+            n = self._quota(lane, capacity)
+            if n > 0:
+                ids.append(lane.endpoint.id)
+                quotas.append(n)
+        if ids:
+            shift = self._rotation % len(ids)
+            ids, quotas = ids[shift:] + ids[:shift], quotas[shift:] + quotas[:shift]
+            self._rotation += 1
+        return ids, quotas
+
+    def _quota(self, lane: Lane, capacity: int) -> int:
+        if not lane.endpoint.enabled:
+            return 0
+        if lane.paused_until > self._clock():
+            return 0
+        n = min(capacity, lane.max_in_flight * 2 - lane.in_flight - len(lane.queue))
+        if lane.bucket is not None:
+            soon = lane.bucket.available() + lane.bucket.rate_per_s * CLAIM_HORIZON_S
+            n = min(n, math.floor(soon) - len(lane.queue))
+        return max(0, n)
+
+    def submit(self, deliveries: Iterable[Delivery]) -> list[Delivery]:
+        """Queue claimed deliveries; returns those whose endpoint is unknown or disabled."""
+        orphans = []
+        for d in deliveries:
+            lane = self._lanes.get(d.endpoint_id)
+            if lane is None or not lane.endpoint.enabled:
+                orphans.append(d)
+                continue
+            if not lane.queue:
+                self._order.append(d.endpoint_id)
+            lane.queue.append(d)
+            self._queued += 1
+        self._changed.set()
+        return orphans
+
+    # -- dispatching -----------------------------------------------------------------
+    async def next(self) -> tuple[Endpoint, Delivery]:
+        """Wait for the next delivery allowed to start, and take its slot and token."""
+        while True:
+            picked, wait_s = self._pick()
+            if picked is not None:
+                return picked
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=wait_s)
+
+    def _pick(self) -> tuple[tuple[Endpoint, Delivery] | None, float | None]:
+        """One round over lanes with work; returns the pick or how long to sleep."""
+        if self._in_flight >= self._limits.concurrency:
+            return None, None
+        wait_s: float | None = None
+        for _ in range(len(self._order)):
+            ep_id = self._order.popleft()
+            lane = self._lanes.get(ep_id)
+            if lane is None or not lane.queue:
+                continue
+            self._order.append(ep_id)
+            if lane.in_flight >= lane.max_in_flight:
+                continue
+            pause_s = lane.paused_until - self._clock()
+            if pause_s > 0:
+                wait_s = pause_s if wait_s is None else min(wait_s, pause_s)
+                continue
+            if lane.bucket is not None and not lane.bucket.try_take():
+                lane_wait = lane.bucket.wait_s()
+                wait_s = lane_wait if wait_s is None else min(wait_s, lane_wait)
+                self.rate_limited_waits += 1
+                continue
+            return self._start(lane), None
+        return None, wait_s
+
+    def _start(self, lane: Lane) -> tuple[Endpoint, Delivery]:
+        delivery = lane.queue.popleft()
+        if not lane.queue:
+            self._order.remove(lane.endpoint.id)
+        self._queued -= 1
+        lane.in_flight += 1
+        self._in_flight += 1
+        return lane.endpoint, delivery
+
+    def done(self, endpoint_id: str) -> None:
+        """An attempt finished: free its slot."""
+        self._in_flight -= 1
+        self._completions.tick()
+        lane = self._lanes.get(endpoint_id)
+        if lane is not None:
+            lane.in_flight -= 1
+            if lane.in_flight == 0 and not lane.endpoint.enabled:
+                del self._lanes[endpoint_id]
+        self._changed.set()
+        if self.capacity() * 2 >= self._target():
+            self.hunger.set()
+
+    def pause(self, endpoint_id: str, seconds: float) -> list[Delivery]:
+        """Hold an endpoint back (429/503 Retry-After): no new attempts until then.
+        Returns its queued deliveries, whose leases should go back rather than wait."""
+        lane = self._lanes.get(endpoint_id)
+        if lane is None:
+            return []
+        lane.paused_until = max(lane.paused_until, self._clock() + seconds)
+        self._changed.set()
+        return self._drop_queue(lane)
+
+    def drain_queued(self) -> list[Delivery]:
+        """Take every delivery that was claimed but not started (shutdown)."""
+        out: list[Delivery] = []
+        for lane in self._lanes.values():
+            out.extend(self._drop_queue(lane))
+        return out
+
+    def take_rate_limited_waits(self) -> int:
+        """Rate-limited waits since the last call (for a Prometheus counter)."""
+        count, self.rate_limited_waits = self.rate_limited_waits, 0
+        return count
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+
+class _RateMeter:
+    """Completions per second over a sliding window, for sizing prefetch."""
+
+    def __init__(self, clock: Callable[[], float], window_s: float = 2.0) -> None:
+        self._clock = clock
+        self._window_s = window_s
+        self._stamps: deque[float] = deque()
+
+    def tick(self) -> None:
+        self._stamps.append(self._clock())
+
+    def per_s(self) -> float:
+        horizon = self._clock() - self._window_s
+        while self._stamps and self._stamps[0] < horizon:
+            self._stamps.popleft()
+        return len(self._stamps) / self._window_s

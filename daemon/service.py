@@ -1,0 +1,281 @@
+"""Composition root: builds the pipeline, supervises its tasks, and shuts it down in order.
+
+claim (outbox) -> schedule (scheduler) -> deliver (worker/delivery) -> record (recorder).
+If any side task dies, the service stops loudly rather than limping on. Shutdown: stop
+claiming, give back leases of claimed-but-unstarted deliveries, let attempts finish up to
+the drain timeout, then write every outcome before closing the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import structlog
+from aiohttp.abc import AbstractResolver
+
+from daemon import migrate
+from daemon.config import Config
+from daemon.delivery import Deliverer
+from daemon.endpoints import load_endpoints
+from daemon.errors import DatabaseUnavailable, WebhookdError
+from daemon.metrics import HealthServer, Metrics
+from daemon.models import Delivery, Endpoint, Outcome
+from daemon.outbox import Claimer
+from daemon.recorder import Recorder
+from daemon.scheduler import Limits, Scheduler
+from daemon.store import Store, StoreError, redact_dsn
+from daemon.worker import Worker
+
+log = structlog.get_logger("webhookd.service")
+
+BACKLOG_REFRESH_S = 5.0
+
+
+def limits_from(config: Config) -> Limits:
+    return Limits(
+        concurrency=config.delivery.concurrency,
+        endpoint_max_in_flight=config.delivery.effective_endpoint_max_in_flight,
+        default_rate_per_s=config.ratelimit.default_rate_per_s,
+        default_burst=config.ratelimit.default_burst,
+        batch_size=config.outbox.batch_size,
+    )
+
+
+class Service:
+    """One running daemon: `await start()`, then `await wait()` or `await stop()`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        migrate_schema: bool = False,
+        resolver: AbstractResolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.config = config
+        self._migrate = migrate_schema
+        self._resolver = resolver
+        self._ssl = ssl_context
+        self.metrics = Metrics(per_endpoint=config.metrics.per_endpoint_labels)
+        self.scheduler = Scheduler(limits_from(config))
+        self.instance = config.outbox.instance_id
+        self._tasks: list[asyncio.Task[None]] = []
+        self._side: set[asyncio.Task[Any]] = set()
+        self._stopped = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._endpoints: list[Endpoint] = []
+        self.health: HealthServer | None = None
+        self.store: Store | None = None
+
+    # -- start -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self.store = await self._connect()
+        if self._migrate:
+            applied = await migrate.migrate(self.store)
+            if applied:
+                log.info("schema.migrated", applied=applied)
+        await migrate.require_current(self.store)
+        self._build(self.store)
+        self._endpoints = await load_endpoints(self.store)
+        self.scheduler.set_endpoints(self._endpoints)
+        await self.deliverer.start()
+        if self.config.metrics.enabled:
+            await self._start_health()
+        self._spawn_all()
+        log.info(
+            "service.started",
+            instance=self.instance,
+            database=redact_dsn(self.store.dsn),
+            concurrency=self.config.delivery.concurrency,
+            endpoints=len(self._endpoints),
+            metrics_port=self.health.port if self.health else None,
+        )
+
+    async def _connect(self) -> Store:
+        db = self.config.database
+        return await Store.connect(
+            db.url,
+            min_size=db.pool_min_size,
+            max_size=db.pool_max_size,
+            timeout_s=db.connect_timeout_s,
+        )
+
+    def _build(self, store: Store) -> None:
+        cfg = self.config
+        self.deliverer = Deliverer(
+            user_agent=cfg.delivery.user_agent,
+            max_response_bytes=cfg.delivery.max_response_body_bytes,
+            stored_response_bytes=cfg.delivery.stored_response_body_bytes,
+            allow_http=cfg.delivery.allow_insecure_http,
+            allow_private=cfg.delivery.allow_private_networks,
+            resolver=self._resolver,
+            ssl_context=self._ssl,
+        )
+        self.recorder = Recorder(
+            store,
+            self.instance,
+            on_written=self._on_written,
+            on_db_error=lambda: self.metrics.db_errors.labels("record").inc(),
+        )
+        self.claimer = Claimer(
+            store,
+            self.scheduler,
+            instance=self.instance,
+            lease_s=self._lease_s,
+            poll_interval_s=cfg.outbox.poll_interval_s,
+            load_endpoints=self._reload_endpoints,
+            on_orphans=self.release,
+            on_claim=self.metrics.claim_batch.observe,
+            on_db_error=lambda op: self.metrics.db_errors.labels(op).inc(),
+        )
+        self.worker = Worker(
+            cfg, self.scheduler, self.deliverer, self.recorder, self.metrics, release=self.release
+        )
+
+    async def _start_health(self) -> None:
+        m = self.config.metrics
+        self.health = HealthServer(
+            self.metrics, self.readiness, m.listen_host, m.listen_port, refresh=self._gauges
+        )
+        await self.health.start()
+
+    def _spawn_all(self) -> None:
+        coros: list[tuple[str, Coroutine[Any, Any, None]]] = [
+            ("claimer", self.claimer.run()),
+            ("recorder", self.recorder.run()),
+            ("worker", self.worker.run()),
+            ("backlog", self._backlog_loop()),
+        ]
+        if self.config.outbox.listen:
+            coros.append(("listener", self.claimer.listen()))
+        if self.health is not None:
+            coros.append(("heartbeat", self.health.heartbeat()))
+        for name, coro in coros:
+            task = asyncio.create_task(coro, name=f"webhookd.{name}")
+            task.add_done_callback(self._supervise)
+            self._tasks.append(task)
+
+    def _supervise(self, task: asyncio.Task[None]) -> None:
+        """A side task that ends on its own is a bug or a fatal error: stop loudly."""
+        if task.cancelled() or self._stopped.is_set():
+            return
+        exc = task.exception()
+        self._failure = exc or RuntimeError(f"{task.get_name()} exited")
+        log.error("service.task_died", task=task.get_name(), error=repr(self._failure))
+        self._stopped.set()
+
+    # -- callbacks from the pipeline -------------------------------------------------
+    def _lease_s(self) -> float:
+        timeouts = [e.timeout_s for e in self._endpoints if e.timeout_s]
+        longest = max([self.config.delivery.timeout_s, *timeouts])
+        return longest + self.config.outbox.lease_margin_s
+
+    async def _reload_endpoints(self) -> list[Endpoint]:
+        assert self.store is not None
+        self._endpoints = await load_endpoints(self.store)
+        return self._endpoints
+
+    def _on_written(self, batch: Sequence[Outcome]) -> None:
+        """Retries are now in the table: make sure the claimer wakes when they fall due."""
+        delays = [o.decision.delay_s for o in batch if o.decision and o.decision.retry]
+        if delays:
+            self.claimer.wake_in(min(delays))
+
+    def release(self, deliveries: list[Delivery]) -> None:
+        """Give leases back (endpoint disabled, paused, or shutdown) without an attempt."""
+        if not deliveries or self.store is None:
+            return
+        task = asyncio.create_task(self._release([d.id for d in deliveries]))
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
+
+    async def _release(self, ids: list[int]) -> None:
+        assert self.store is not None
+        try:
+            await self.store.execute("release", ids, self.instance)
+        except (DatabaseUnavailable, StoreError) as exc:
+            # Not lost: the leases expire and the rows are claimed again.
+            log.warning("outbox.release_failed", count=len(ids), error=str(exc))
+
+    async def readiness(self) -> tuple[bool, str]:
+        if self.store is None or not await self.store.ping():
+            return False, "database unreachable"
+        if not (self.claimer.healthy and self.recorder.healthy):
+            return False, "database errors, retrying"
+        try:
+            pending = await migrate.pending_versions(self.store)
+        except WebhookdError:
+            return False, "database unreachable"
+        if pending:
+            return False, "migrations pending: " + ", ".join(pending)
+        return True, "ready"
+
+    async def _gauges(self) -> None:
+        self.metrics.queued.set(self.scheduler.queued)
+        self.metrics.unwritten.set(self.recorder.pending)
+        self.metrics.rate_limited.inc(self.scheduler.take_rate_limited_waits())
+
+    async def _backlog_loop(self) -> None:
+        assert self.store is not None
+        while True:
+            with contextlib.suppress(DatabaseUnavailable):
+                row = await self.store.fetchrow("backlog")
+                if row is not None:
+                    self.metrics.backlog.set(row["due"])
+                    self.metrics.oldest_due.set(row["oldest_s"])
+            await asyncio.sleep(BACKLOG_REFRESH_S)
+
+    # -- stop ------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def wait(self) -> None:
+        """Until a stop is requested or a task dies; then shut down. Raises the failure."""
+        await self._stopped.wait()
+        await self.stop()
+        if self._failure is not None:
+            raise WebhookdError(f"stopped after an internal failure: {self._failure!r}")
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        log.info("service.stopping", in_flight=self.scheduler.in_flight)
+        await self._stop_claiming()
+        self.release(self.scheduler.drain_queued())
+        cut = await self.worker.drain(self.config.delivery.drain_timeout_s)
+        if cut:
+            log.warning("service.attempts_cut_off", count=cut)
+        self.recorder.stop()
+        await self._cancel_rest()
+        written = await self.recorder.drain(timeout_s=10.0)
+        if self._side:
+            await asyncio.wait(set(self._side), timeout=5.0)
+        await self._close(written)
+
+    async def _stop_claiming(self) -> None:
+        """Let a claim in progress finish, so no lease is taken and then forgotten."""
+        self.claimer.stop()
+        claim_tasks = [t for t in self._tasks if t.get_name() == "webhookd.claimer"]
+        if claim_tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(claim_tasks[0]), timeout=5.0)
+
+    async def _cancel_rest(self) -> None:
+        keep = {"webhookd.recorder"}
+        for task in self._tasks:
+            if task.get_name() not in keep:
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _close(self, written: bool) -> None:
+        await self.deliverer.close()
+        if self.health is not None:
+            await self.health.stop()
+        if self.store is not None:
+            await self.store.close()
+        log.info("service.stopped", outcomes_written=written)

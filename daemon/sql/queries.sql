@@ -1,0 +1,191 @@
+-- name: claim
+-- Lease up to $3 due deliveries, at most $2[i] from endpoint $1[i], in the order given
+-- (the scheduler rotates it for fairness). Lock first, then update: one statement.
+WITH quota AS (
+    SELECT q.endpoint_id, q.n, q.ord
+    FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS q(endpoint_id, n, ord)
+), picked AS MATERIALIZED (
+    SELECT d.id
+    FROM quota q
+    CROSS JOIN LATERAL (
+        SELECT d.id
+        FROM webhookd.deliveries d
+        WHERE d.endpoint_id = q.endpoint_id
+          AND d.status = 'pending'
+          AND d.next_attempt_at <= now()
+        ORDER BY d.next_attempt_at
+        LIMIT q.n
+        FOR UPDATE SKIP LOCKED
+    ) d
+    ORDER BY q.ord
+    LIMIT $3
+)
+UPDATE webhookd.deliveries d
+SET status = 'delivering',
+    locked_until = now() + make_interval(secs => $4::float8),
+    locked_by = $5,
+    updated_at = now()
+FROM picked p, webhookd.outbox o
+WHERE d.id = p.id AND o.id = d.message_id
+RETURNING d.id, d.endpoint_id, d.attempts, o.msg_id, o.event_type,
+          o.payload::text AS payload, o.created_at;
+
+-- name: next_due
+-- Earliest pending attempt time of each given endpoint (NULL when it has none).
+SELECT q.endpoint_id,
+       (SELECT min(d.next_attempt_at) FROM webhookd.deliveries d
+        WHERE d.endpoint_id = q.endpoint_id AND d.status = 'pending') AS next_at,
+       now() AS db_now
+FROM unnest($1::text[]) AS q(endpoint_id);
+
+-- name: rescue_expired
+-- Return deliveries whose lease ran out (their daemon died) to pending, keeping the reason.
+UPDATE webhookd.deliveries
+SET status = 'pending',
+    locked_until = NULL,
+    last_error = 'lease expired: instance ' || coalesce(locked_by, '?')
+                 || ' stopped before recording the outcome',
+    locked_by = NULL,
+    updated_at = now()
+WHERE id IN (
+    SELECT id FROM webhookd.deliveries
+    WHERE status = 'delivering' AND locked_until < now()
+    ORDER BY locked_until
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id;
+
+-- name: release
+-- Give back leases of claimed deliveries that were never attempted (shutdown).
+UPDATE webhookd.deliveries
+SET status = 'pending', locked_until = NULL, locked_by = NULL, updated_at = now()
+WHERE id = ANY ($1::bigint[]) AND status = 'delivering' AND locked_by = $2;
+
+-- name: record_outcomes
+-- Write a batch of finished attempts: the attempt log, and the delivery's new state when
+-- this instance still holds its lease (a lease taken over by another instance is not
+-- overwritten, but the attempt is still logged). Returns how many deliveries changed.
+WITH o AS (
+    SELECT *
+    FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::float8[],
+                $6::float8[], $7::int[], $8::text[], $9::text[], $10::bytea[])
+         AS o(delivery_id, attempt, status, next_in_s, started_at, duration_ms,
+              status_code, error_class, error, response_body)
+), upd AS (
+    UPDATE webhookd.deliveries d
+    SET status = o.status,
+        attempts = o.attempt,
+        next_attempt_at = CASE WHEN o.status = 'pending'
+                               THEN now() + make_interval(secs => o.next_in_s)
+                               ELSE d.next_attempt_at END,
+        locked_until = NULL,
+        locked_by = NULL,
+        last_status_code = o.status_code,
+        last_error = o.error,
+        updated_at = now(),
+        finished_at = CASE WHEN o.status IN ('delivered', 'failed') THEN now() END
+    FROM o
+    WHERE d.id = o.delivery_id
+      AND d.status = 'delivering'
+      AND d.locked_by = $11
+      AND d.attempts = o.attempt - 1
+    RETURNING d.id
+), ins AS (
+    INSERT INTO webhookd.attempts (delivery_id, attempt, started_at, duration_ms, status_code,
+                                   error_class, error, response_body, instance)
+    SELECT o.delivery_id, o.attempt, to_timestamp(o.started_at), o.duration_ms, o.status_code,
+           o.error_class, o.error, o.response_body, $11
+    FROM o
+    WHERE EXISTS (SELECT 1 FROM webhookd.deliveries d WHERE d.id = o.delivery_id)
+)
+SELECT count(*) AS updated FROM upd;
+
+-- name: load_endpoints
+-- Every endpoint the daemon may deliver to (deleted ones are gone from the cache).
+SELECT id, tenant_id, url, event_types, enabled, secret, previous_secrets,
+       signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst,
+       max_in_flight, timeout_ms, retry_schedule_ms, version
+FROM webhookd.endpoints
+WHERE deleted_at IS NULL;
+
+-- name: fail_deliveries
+-- Dead-letter deliveries that cannot be attempted (e.g. their endpoint was deleted).
+UPDATE webhookd.deliveries
+SET status = 'failed', locked_until = NULL, locked_by = NULL, last_error = $2,
+    updated_at = now(), finished_at = now()
+WHERE id = ANY ($1::bigint[]) AND status IN ('pending', 'delivering');
+
+-- name: backlog
+-- Pending deliveries that are due, and the age in seconds of the oldest due one.
+SELECT count(*) AS due,
+       coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::float8 AS oldest_s
+FROM webhookd.deliveries
+WHERE status = 'pending' AND next_attempt_at <= now();
+
+-- name: migrations_table
+-- Bookkeeping of applied schema versions (created before the first migration runs).
+CREATE SCHEMA IF NOT EXISTS webhookd;
+CREATE TABLE IF NOT EXISTS webhookd.schema_migrations (
+    version    text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migrations_applied
+-- Versions already applied, or none when the schema does not exist yet.
+SELECT version FROM webhookd.schema_migrations ORDER BY version;
+
+-- name: migrations_lock
+-- Serialise concurrent `migrate` runs (two daemons starting together) for this transaction.
+SELECT pg_advisory_xact_lock(hashtext('webhookd.migrate'));
+
+-- name: migration_mark
+-- Record one applied version.
+INSERT INTO webhookd.schema_migrations (version) VALUES ($1);
+
+-- name: endpoint_insert
+-- Create an endpoint; the id is generated unless given.
+INSERT INTO webhookd.endpoints (id, tenant_id, url, description, event_types, secret,
+                                signature_scheme, signature_header, signature_prefix, headers,
+                                rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms)
+VALUES (coalesce($1, 'ep_' || replace(gen_random_uuid()::text, '-', '')), $2, $3, $4, $5, $6,
+        $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15)
+RETURNING id;
+
+-- name: endpoint_get
+-- One endpoint that is not deleted.
+SELECT * FROM webhookd.endpoints WHERE id = $1 AND deleted_at IS NULL;
+
+-- name: endpoint_list
+-- Endpoints, optionally of one tenant, oldest first.
+SELECT e.*,
+       (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
+       (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.endpoint_id = e.id AND d.status = 'failed') AS failed
+FROM webhookd.endpoints e
+WHERE e.deleted_at IS NULL AND ($1::text IS NULL OR e.tenant_id = $1)
+ORDER BY e.created_at, e.id;
+
+-- name: endpoint_set_enabled
+-- Enable or disable (with a reason); pending deliveries of a disabled endpoint wait.
+UPDATE webhookd.endpoints
+SET enabled = $2, disabled_reason = CASE WHEN $2 THEN NULL ELSE $3 END,
+    version = version + 1, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING id;
+
+-- name: endpoint_delete
+-- Soft-delete: the configuration and secret go, message logs stay.
+UPDATE webhookd.endpoints
+SET deleted_at = now(), enabled = false, secret = '', previous_secrets = '[]',
+    headers = '[]', version = version + 1, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING id;
+
+-- name: endpoint_fail_open
+-- Dead-letter every undelivered delivery of an endpoint, with the reason.
+UPDATE webhookd.deliveries
+SET status = 'failed', locked_until = NULL, locked_by = NULL, last_error = $2,
+    updated_at = now(), finished_at = now()
+WHERE endpoint_id = $1 AND status IN ('pending', 'delivering');

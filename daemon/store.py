@@ -1,0 +1,202 @@
+"""PostgreSQL access: the only module that imports asyncpg.
+
+Every query is a named block of `sql/queries.sql`; driver and socket errors become
+`DatabaseUnavailable` (the daemon backs off and retries) and constraint violations become
+`StoreError` with PostgreSQL's own message (bad input, shown to the operator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from daemon import sql
+from daemon.errors import DatabaseUnavailable, WebhookdError
+
+Record = Any  # asyncpg.Record: mapping access by column name
+_PING_TIMEOUT_S = 3.0
+
+_LOST = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+class StoreError(WebhookdError):
+    """PostgreSQL refused a statement (constraint, bad value); the message is its own."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@contextlib.contextmanager
+def _translated() -> Any:
+    """Turn driver exceptions into ours so no caller needs to know asyncpg."""
+    try:
+        yield
+    except _LOST as exc:
+        raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
+    except asyncpg.PostgresError as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        detail = getattr(exc, "detail", None)
+        text = f"{message} ({detail})" if detail else message
+        raise StoreError(text, getattr(exc, "sqlstate", None)) from exc
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password, for logs and error messages."""
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in creds else ''}@{host}"
+
+
+@dataclass
+class Store:
+    """A connection pool plus the named queries; cheap to pass around."""
+
+    pool: Any
+    dsn: str
+
+    @classmethod
+    async def connect(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 5.0
+    ) -> Store:
+        try:
+            with _translated():
+                pool = await asyncpg.create_pool(
+                    dsn,
+                    min_size=min_size,
+                    max_size=max_size,
+                    timeout=timeout_s,
+                    command_timeout=max(timeout_s * 6, 30.0),
+                    # Statements are named and reused; a tiny cache is all we need.
+                    statement_cache_size=64,
+                )
+        except DatabaseUnavailable as exc:
+            raise DatabaseUnavailable(f"cannot connect to {redact_dsn(dsn)}: {exc}") from exc
+        return cls(pool=pool, dsn=dsn)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.pool.close(), timeout=5)
+
+    async def fetch(self, name: str, *args: Any) -> list[Record]:
+        with _translated():
+            rows: list[Record] = await self.pool.fetch(sql.queries()[name], *args)
+            return rows
+
+    async def fetchrow(self, name: str, *args: Any) -> Record | None:
+        with _translated():
+            return await self.pool.fetchrow(sql.queries()[name], *args)
+
+    async def fetchval(self, name: str, *args: Any) -> Any:
+        with _translated():
+            return await self.pool.fetchval(sql.queries()[name], *args)
+
+    async def execute(self, name: str, *args: Any) -> str:
+        with _translated():
+            status: str = await self.pool.execute(sql.queries()[name], *args)
+            return status
+
+    async def execute_raw(self, statement: str, *args: Any) -> str:
+        """For tests and tooling that need a statement outside queries.sql."""
+        with _translated():
+            status: str = await self.pool.execute(statement, *args)
+            return status
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """A transaction on one connection, for multi-statement admin changes."""
+        with _translated():
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield Tx(conn)
+
+    async def ping(self) -> bool:
+        try:
+            with _translated():
+                await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=2)
+        except (DatabaseUnavailable, StoreError, TimeoutError):
+            return False
+        return True
+
+    async def listen(self, channels: Sequence[str], on_notify: Callable[[str], None]) -> Listener:
+        """A dedicated connection that calls `on_notify(channel)` for each NOTIFY."""
+        with _translated():
+            conn = await asyncpg.connect(self.dsn, timeout=5)
+        listener = Listener(conn)
+        with _translated():
+            for channel in channels:
+                await conn.add_listener(channel, lambda _c, _pid, ch, _p: on_notify(ch))
+        return listener
+
+
+@dataclass
+class Tx:
+    """A connection inside a transaction; named queries only."""
+
+    conn: Any
+
+    async def fetch(self, name: str, *args: Any) -> list[Record]:
+        with _translated():
+            rows: list[Record] = await self.conn.fetch(sql.queries()[name], *args)
+            return rows
+
+    async def fetchrow(self, name: str, *args: Any) -> Record | None:
+        with _translated():
+            return await self.conn.fetchrow(sql.queries()[name], *args)
+
+    async def execute(self, name: str, *args: Any) -> str:
+        with _translated():
+            status: str = await self.conn.execute(sql.queries()[name], *args)
+            return status
+
+    async def execute_script(self, script: str) -> None:
+        """Run a migration file (several statements, no parameters)."""
+        with _translated():
+            await self.conn.execute(script)
+
+
+class Listener:
+    """Owns the LISTEN connection; `wait_closed()` returns when the connection is lost."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._lost = asyncio.Event()
+        conn.add_termination_listener(lambda _c: self._lost.set())
+
+    async def wait_closed(self, check_every_s: float = 5.0) -> None:
+        """Return once the connection is gone (checked actively: a dead peer sends nothing)."""
+        while not self._lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), timeout=check_every_s)
+            if not self._lost.is_set() and not await self._alive():
+                return
+
+    async def _alive(self) -> bool:
+        try:
+            await asyncio.wait_for(self._conn.fetchval("SELECT 1"), timeout=_PING_TIMEOUT_S)
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._conn.close(), timeout=2)

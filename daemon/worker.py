@@ -1,0 +1,174 @@
+"""Runs attempts: takes the scheduler's next delivery, signs and POSTs it, decides what
+happens next and hands the outcome to the recorder. One log event per attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+
+import structlog
+
+from daemon.config import Config
+from daemon.delivery import Deliverer
+from daemon.metrics import Metrics
+from daemon.models import AttemptResult, Delivery, Endpoint, Outcome, RetryDecision
+from daemon.recorder import Recorder
+from daemon.retry import decide
+from daemon.scheduler import Scheduler
+from daemon.signing import Signer, make_signer
+
+log = structlog.get_logger("webhookd.worker")
+
+
+class SignerCache:
+    """One signer per endpoint version (building HMAC state once, not per message)."""
+
+    def __init__(self) -> None:
+        self._signers: dict[str, tuple[Endpoint, Signer]] = {}
+
+    def get(self, endpoint: Endpoint) -> Signer:
+        cached = self._signers.get(endpoint.id)
+        if cached is not None and cached[0] == endpoint:
+            return cached[1]
+        signer = make_signer(endpoint.signature, (endpoint.secret, *endpoint.previous_secrets))
+        self._signers[endpoint.id] = (endpoint, signer)
+        return signer
+
+
+class Worker:
+    """The dispatch loop and the life of one attempt."""
+
+    def __init__(
+        self,
+        config: Config,
+        scheduler: Scheduler,
+        deliverer: Deliverer,
+        recorder: Recorder,
+        metrics: Metrics,
+        *,
+        release: Callable[[list[Delivery]], None],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self._scheduler = scheduler
+        self._deliverer = deliverer
+        self._recorder = recorder
+        self._metrics = metrics
+        self._release = release
+        self._rng = rng or random.Random()
+        self._signers = SignerCache()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Start each delivery the scheduler hands out, until cancelled."""
+        while True:
+            endpoint, delivery = await self._scheduler.next()
+            self._metrics.in_flight.inc()
+            task = asyncio.create_task(self._attempt(endpoint, delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout_s: float) -> int:
+        """Let running attempts finish up to the deadline; returns how many were cut off."""
+        if not self._tasks:
+            return 0
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return len(pending)
+
+    async def _attempt(self, endpoint: Endpoint, delivery: Delivery) -> None:
+        try:
+            result = await self._send(endpoint, delivery)
+        except asyncio.CancelledError:
+            # Cut off by shutdown: the receiver may or may not have it. The lease is
+            # released so another run delivers it again (at-least-once).
+            self._release([delivery])
+            self._finish(endpoint.id)
+            raise
+        decision = self._decide(endpoint, delivery, result)
+        self._recorder.put(Outcome(delivery, result, decision))
+        self._observe(endpoint, delivery, result, decision)
+        if result.retry_after_s is not None:
+            self._pause(endpoint, result.retry_after_s)
+        self._finish(endpoint.id)
+
+    async def _send(self, endpoint: Endpoint, delivery: Delivery) -> AttemptResult:
+        limit = self.config.delivery.max_payload_bytes
+        if len(delivery.payload) > limit:
+            return AttemptResult(
+                time.time(),
+                0.0,
+                error_class="payload_too_large",
+                error=f"payload is {len(delivery.payload)} bytes, limit {limit}",
+            )
+        timeout_s = endpoint.timeout_s or self.config.delivery.timeout_s
+        signer = self._signers.get(endpoint)
+        return await self._deliverer.attempt(endpoint, delivery, signer, timeout_s)
+
+    def _decide(
+        self, endpoint: Endpoint, delivery: Delivery, result: AttemptResult
+    ) -> RetryDecision | None:
+        schedule = endpoint.retry_schedule_s
+        if schedule is None:
+            schedule = self.config.delivery.retry_schedule_s
+        return decide(
+            delivery.attempt,
+            result,
+            schedule,
+            jitter=self.config.delivery.retry_jitter,
+            rng=self._rng,
+            max_retry_after_s=self.config.ratelimit.max_retry_after_s,
+        )
+
+    def _pause(self, endpoint: Endpoint, retry_after_s: float) -> None:
+        pause_s = min(retry_after_s, self.config.ratelimit.max_retry_after_s)
+        waiting = self._scheduler.pause(endpoint.id, pause_s)
+        self._metrics.paused.inc()
+        log.info("endpoint.paused", endpoint=endpoint.id, seconds=round(pause_s, 3))
+        if waiting:
+            self._release(waiting)
+
+    def _finish(self, endpoint_id: str) -> None:
+        self._metrics.in_flight.dec()
+        self._scheduler.done(endpoint_id)
+
+    def _observe(
+        self,
+        endpoint: Endpoint,
+        delivery: Delivery,
+        result: AttemptResult,
+        decision: RetryDecision | None,
+    ) -> None:
+        self._metrics.observe_attempt(endpoint.id, result)
+        if decision is None:
+            outcome = "delivered"
+        elif decision.retry:
+            outcome = "retry_scheduled"
+        else:
+            outcome = "dead_lettered"
+            self._metrics.dead_letters.inc()
+        self._metrics.deliveries.labels(outcome).inc()
+        log.info(
+            "delivery.attempt",
+            msg_id=delivery.msg_id,
+            endpoint=endpoint.id,
+            attempt=delivery.attempt,
+            status=result.status_code,
+            error=result.error_class,
+            ms=round(result.duration_s * 1000, 1),
+            outcome=outcome,
+            retry_in_s=None
+            if decision is None or not decision.retry
+            else round(decision.delay_s, 3),
+        )
