@@ -27,6 +27,7 @@ from daemon.models import Delivery, Endpoint, Outcome
 from daemon.outbox import Claimer
 from daemon.recorder import Recorder
 from daemon.scheduler import Limits, Scheduler
+from daemon.sdnotify import Notifier
 from daemon.store import Store, StoreError, redact_dsn
 from daemon.worker import Worker
 
@@ -55,8 +56,10 @@ class Service:
         migrate_schema: bool = False,
         resolver: AbstractResolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
+        self.notifier = notifier or Notifier()
         self._migrate = migrate_schema
         self._resolver = resolver
         self._ssl = ssl_context
@@ -69,6 +72,7 @@ class Service:
         self._failure: BaseException | None = None
         self._endpoints: list[Endpoint] = []
         self.health: HealthServer | None = None
+        self.backlog_due = 0
         self.store: Store | None = None
 
     # -- start -----------------------------------------------------------------------
@@ -86,6 +90,8 @@ class Service:
         if self.config.metrics.enabled:
             await self._start_health()
         self._spawn_all()
+        # Only now: the database answers, the schema is current and /metrics listens.
+        self.notifier.ready(self.status_line())
         log.info(
             "service.started",
             instance=self.instance,
@@ -154,6 +160,8 @@ class Service:
             coros.append(("listener", self.claimer.listen()))
         if self.health is not None:
             coros.append(("heartbeat", self.health.heartbeat()))
+        if self.notifier.enabled:
+            coros.append(("watchdog", self.notifier.watchdog(self.status_line)))
         for name, coro in coros:
             task = asyncio.create_task(coro, name=f"webhookd.{name}")
             task.add_done_callback(self._supervise)
@@ -225,9 +233,17 @@ class Service:
             with contextlib.suppress(DatabaseUnavailable):
                 row = await self.store.fetchrow("backlog")
                 if row is not None:
+                    self.backlog_due = int(row["due"])
                     self.metrics.backlog.set(row["due"])
                     self.metrics.oldest_due.set(row["oldest_s"])
             await asyncio.sleep(BACKLOG_REFRESH_S)
+
+    def status_line(self) -> str:
+        return (
+            f"in flight {self.scheduler.in_flight}, waiting {self.scheduler.queued}, "
+            f"backlog {self.backlog_due}, "
+            f"unwritten {self.recorder.pending}"
+        )
 
     # -- stop ------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -242,6 +258,7 @@ class Service:
 
     async def stop(self) -> None:
         self._stopped.set()
+        self.notifier.stopping()
         log.info("service.stopping", in_flight=self.scheduler.in_flight)
         await self._stop_claiming()
         self.release(self.scheduler.drain_queued())

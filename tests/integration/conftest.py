@@ -144,8 +144,13 @@ class Harness:
         return await add_endpoint(self.store, EndpointSpec(url=url, **spec), allow_http=True)
 
     async def enqueue(
-        self, payload: Any = None, *, endpoint_id: str | None = None, event_type: str = "test.event",
-        tenant_id: str | None = None, msg_id: str | None = None,
+        self,
+        payload: Any = None,
+        *,
+        endpoint_id: str | None = None,
+        event_type: str = "test.event",
+        tenant_id: str | None = None,
+        msg_id: str | None = None,
     ) -> int:
         body = orjson.dumps(payload if payload is not None else {"n": 1}).decode()
         return int(
@@ -153,7 +158,11 @@ class Harness:
                 "INSERT INTO webhookd.outbox (endpoint_id, tenant_id, event_type, payload, msg_id)"
                 " VALUES ($1, $2, $3, $4::jsonb, coalesce($5, 'msg_' || md5(random()::text)))"
                 " RETURNING id",
-                endpoint_id, tenant_id, event_type, body, msg_id,
+                endpoint_id,
+                tenant_id,
+                event_type,
+                body,
+                msg_id,
             )
         )
 
@@ -161,7 +170,8 @@ class Harness:
         await self.conn.execute(
             "INSERT INTO webhookd.outbox (endpoint_id, event_type, payload)"
             " SELECT $1, 'test.event', jsonb_build_object('n', g) FROM generate_series(1, $2) g",
-            endpoint_id, count,
+            endpoint_id,
+            count,
         )
 
     async def deliveries(self, endpoint_id: str | None = None) -> list[asyncpg.Record]:

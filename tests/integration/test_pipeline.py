@@ -6,7 +6,7 @@ import orjson
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from tests.integration.conftest import Harness, Hit, Receiver
+from tests.integration.conftest import Harness, Receiver
 
 
 async def test_inserted_row_is_delivered_signed_and_recorded(

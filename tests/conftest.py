@@ -1,0 +1,83 @@
+"""Shared fixtures: one PostgreSQL per session, a migrated template, a fresh clone per test.
+
+Set WEBHOOKD_TEST_DATABASE_URL to run against an existing server (a superuser, or a role with
+CREATEDB); otherwise a throwaway embedded server is started for the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from daemon.embedded import EmbeddedPostgres
+
+TEST_DATABASE_URL_ENV = "WEBHOOKD_TEST_DATABASE_URL"
+
+
+def dsn_with_database(dsn: str, database: str) -> str:
+    """The same server and credentials, another database."""
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
+
+
+async def _admin(dsn: str, statement: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn() -> Iterator[str]:
+    """DSN of a server where tests may create and drop databases."""
+    configured = os.environ.get(TEST_DATABASE_URL_ENV)
+    if configured:
+        yield configured
+        return
+    # Not tmp_path: pytest resets /tmp/pytest-of-<user> to 0700 at every session start, which
+    # would lock the unprivileged server user (we run as root on CI) out of a live data dir.
+    base = Path(tempfile.mkdtemp(prefix="webhookd-test-pg-"))
+    server = EmbeddedPostgres(base / "data", fast=True)
+    try:
+        yield server.start()
+    finally:
+        try:
+            server.stop(mode="immediate")  # the data is thrown away: skip the checkpoint
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_dsn: str) -> Iterator[str]:
+    """Name of a database migrated once per session, to clone with CREATE DATABASE ... TEMPLATE."""
+    from daemon.migrate import apply_migrations  # here, so tests without a database need none
+
+    name = f"webhookd_tpl_{secrets.token_hex(6)}"
+    # Sync fixture + asyncio.run: session-wide admin work stays off the per-test event loops.
+    asyncio.run(_admin(pg_server_dsn, f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(apply_migrations(dsn_with_database(pg_server_dsn, name)))
+        yield name
+    finally:
+        asyncio.run(_admin(pg_server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest_asyncio.fixture
+async def db_dsn(pg_server_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """DSN of a fresh, migrated database of this test's own, dropped afterwards."""
+    name = f"webhookd_t_{secrets.token_hex(6)}"
+    await _admin(pg_server_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    try:
+        yield dsn_with_database(pg_server_dsn, name)
+    finally:
+        await _admin(pg_server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
