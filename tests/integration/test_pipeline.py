@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
@@ -46,3 +47,30 @@ async def test_failing_receiver_is_retried_on_schedule_then_dead_lettered(
     assert [a["status_code"] for a in attempts] == [500, 500, 500]
     assert [a["error_class"] for a in attempts] == ["http_500"] * 3
     assert bytes(attempts[0]["response_body"]) == b"boom"
+
+
+async def test_service_reports_ready_only_once_started_and_stopping_on_stop(
+    db_dsn: str, tmp_path
+) -> None:
+    import socket
+
+    from daemon.sdnotify import Notifier
+    from daemon.service import Service
+    from tests.integration.conftest import test_config
+
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.setblocking(False)
+    service = Service(test_config(db_dsn), notifier=Notifier({"NOTIFY_SOCKET": path}))
+    try:
+        with pytest.raises(BlockingIOError):
+            sock.recv(4096)  # nothing before start
+        await service.start()
+        ready = sock.recv(4096).decode()
+        assert ready.startswith("READY=1\nSTATUS=in flight 0")
+        assert service.health is not None and service.health.port > 0
+        await service.stop()
+        assert sock.recv(4096) == b"STOPPING=1"
+    finally:
+        sock.close()
