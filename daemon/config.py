@@ -6,6 +6,8 @@ second), so no other module sees a unit string. Reading the one file is the only
 
 from __future__ import annotations
 
+import contextlib
+import decimal
 import difflib
 import math
 import os
@@ -21,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from daemon import __version__
 from daemon.errors import ConfigError
+from daemon.ratelimit import parse_rate
+from daemon.retry import format_duration, parse_duration
 
 DEFAULT_CONFIG_PATH = Path("/etc/webhookd/webhookd.toml")
 ENV_PREFIX = "WEBHOOKD_"
@@ -153,9 +157,6 @@ class Config:
 
 # --- value parsers: each takes a TOML value or an environment string, raises ValueError(why) ---
 
-_NUMBER = r"([0-9.]+(?:[eE][+-]?[0-9]+)?)"  # checked by float(), so '1.2.3' is refused there
-_DURATION_RE = re.compile(_NUMBER + r"\s*(ms|s|m|h|d)?")
-_DURATION_UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
 _SIZE_RE = re.compile(r"(\d+)\s*([kmg]i?b|b)?", re.IGNORECASE)
 _SIZE_UNITS = {
     "GiB": 1024**3,
@@ -166,9 +167,6 @@ _SIZE_UNITS = {
     "KB": 1000,
 }
 _SIZE_UNIT_BYTES = {unit.lower(): n for unit, n in _SIZE_UNITS.items()} | {"b": 1}
-_RATE_RE = re.compile(_NUMBER + r"\s*/\s*([a-z]+)", re.IGNORECASE)
-_RATE_PERIOD_S = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
-_RATE_PERIOD_S |= {"h": 3600, "hr": 3600, "hour": 3600, "d": 86400, "day": 86400}
 _INT_RE = re.compile(r"\s*[+-]?\d+\s*")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -190,9 +188,9 @@ def _duration_s(raw: object) -> float:
     seconds: float | None = None
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         seconds = float(raw)
-    elif isinstance(raw, str) and (match := _DURATION_RE.fullmatch(raw.strip())):
-        number = _number(match[1])
-        seconds = None if number is None else number * _DURATION_UNIT_MS[match[2] or "s"] / 1000
+    elif isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            seconds = parse_duration(raw)
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         raise ValueError(
             "must be a duration like '30s', '5m' or '250ms' (a bare number is seconds),"
@@ -209,15 +207,6 @@ def _duration(*, positive: bool) -> Callable[[object], float]:
         return seconds
 
     return parse
-
-
-def _format_duration(seconds: float) -> str:
-    millis = seconds * 1000
-    if abs(millis - round(millis)) > 1e-6 or millis == 0:
-        return f"{seconds!r}s"  # repr: parses back to the same float
-    whole = round(millis)
-    unit = next(u for u, ms in _DURATION_UNIT_MS.items() if whole % ms == 0)
-    return f"{whole // _DURATION_UNIT_MS[unit]}{unit}"
 
 
 def _schedule_s(raw: object) -> tuple[float, ...]:
@@ -264,12 +253,11 @@ def _rate_per_s(raw: object) -> float | None:
     """'100/min', '5/s', '10/h'; an empty string means unlimited."""
     if raw == "":
         return None
-    match = _RATE_RE.fullmatch(raw.strip()) if isinstance(raw, str) else None
-    count = _number(match[1]) if match else None
-    period_s = _RATE_PERIOD_S.get(match[2].lower()) if match else None
-    if count is None or period_s is None or not 0 < count < math.inf:
-        raise ValueError(f"must be a rate like '100/min' or '5/s' (empty: unlimited), got {raw!r}")
-    return count / period_s
+    try:
+        return parse_rate(raw).per_second if isinstance(raw, str) else None
+    except ValueError:
+        pass
+    raise ValueError(f"must be a rate like '100/min' or '5/s' (empty: unlimited), got {raw!r}")
 
 
 def _format_rate(rate_per_s: float | None) -> str:
@@ -279,7 +267,7 @@ def _format_rate(rate_per_s: float | None) -> str:
         count = rate_per_s * period_s
         if count >= 1 and abs(count - round(count)) < 1e-9 * count:
             return f"{round(count)}/{unit}"
-    return f"{rate_per_s!r}/s"
+    return f"{format(decimal.Decimal(repr(rate_per_s)), 'f')}/s"  # never an exponent
 
 
 def _integer(low: int, high: int) -> Callable[[object], int]:
@@ -420,21 +408,21 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
         "url": _one("url", _database_url, redact_url),
         "pool_min_size": _one("pool_min_size", _integer(0, 1000)),
         "pool_max_size": _one("pool_max_size", _integer(1, 1000)),
-        "connect_timeout": _one("connect_timeout_s", _POSITIVE_DURATION, _format_duration),
+        "connect_timeout": _one("connect_timeout_s", _POSITIVE_DURATION, format_duration),
         "embedded_dir": _defaulted("embedded_dir", _path),
     }),
     "outbox": (OutboxConfig, {
-        "poll_interval": _one("poll_interval_s", _POSITIVE_DURATION, _format_duration),
+        "poll_interval": _one("poll_interval_s", _POSITIVE_DURATION, format_duration),
         "batch_size": _one("batch_size", _integer(1, 10_000)),
-        "lease_margin": _one("lease_margin_s", _DURATION, _format_duration),
+        "lease_margin": _one("lease_margin_s", _DURATION, format_duration),
         "listen": _one("listen", _boolean),
         "instance_id": _defaulted("instance_id"),
     }),
     "delivery": (DeliveryConfig, {
         "concurrency": _one("concurrency", _integer(1, 10_000)),
-        "timeout": _one("timeout_s", _POSITIVE_DURATION, _format_duration),
+        "timeout": _one("timeout_s", _POSITIVE_DURATION, format_duration),
         "retry_schedule": _one(
-            "retry_schedule_s", _schedule_s, lambda delays: [_format_duration(d) for d in delays]
+            "retry_schedule_s", _schedule_s, lambda delays: [format_duration(d) for d in delays]
         ),
         "retry_jitter": _one("retry_jitter", _fraction),
         "max_response_body": _one("max_response_body_bytes", _size_bytes(1), _format_size),
@@ -443,16 +431,16 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
         "allow_insecure_http": _one("allow_insecure_http", _boolean),
         "allow_private_networks": _one("allow_private_networks", _boolean),
         "endpoint_max_in_flight": _one("endpoint_max_in_flight", _integer(0, 10_000)),
-        "drain_timeout": _one("drain_timeout_s", _DURATION, _format_duration),
+        "drain_timeout": _one("drain_timeout_s", _DURATION, format_duration),
         "user_agent": _defaulted("user_agent"),
     }),
     "ratelimit": (RateLimitConfig, {
         "default_rate": _one("default_rate_per_s", _rate_per_s, _format_rate),
         "default_burst": _one("default_burst", _integer(0, 1_000_000)),
-        "max_retry_after": _one("max_retry_after_s", _DURATION, _format_duration),
+        "max_retry_after": _one("max_retry_after_s", _DURATION, format_duration),
     }),
     "signing": (SigningConfig, {
-        "rotation_grace": _one("rotation_grace_s", _DURATION, _format_duration),
+        "rotation_grace": _one("rotation_grace_s", _DURATION, format_duration),
     }),
     "metrics": (MetricsConfig, {
         "enabled": _one("enabled", _boolean),

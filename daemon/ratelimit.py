@@ -20,8 +20,11 @@ _UNITS_S: Final = {
     "minute": 60.0,
     "h": 3600.0,
     "hour": 3600.0,
+    "hr": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
 }
-_UNIT_NAMES: Final = {1.0: "s", 60.0: "min", 3600.0: "h"}
+_UNIT_NAMES: Final = {1.0: "s", 60.0: "min", 3600.0: "h", 86400.0: "d"}
 _RATE_RE: Final = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*/\s*([a-z]+)\s*", re.IGNORECASE)
 # Refill is float arithmetic (0.1 * 10 may come out as 0.9999999999999999); a token this close to
 # whole counts as whole, so callers never sleep for a nanosecond and try again.
@@ -53,7 +56,7 @@ class Rate:
 
 
 def parse_rate(text: str) -> Rate:
-    """Parse `N/s`, `N/sec`, `N/second`, `N/m`, `N/min`, `N/minute`, `N/h` or `N/hour`."""
+    """Parse `N/s` (`/sec`, `/second`), `N/min` (`/m`, `/minute`), `N/h` (`/hour`), `N/d`."""
     match = _RATE_RE.fullmatch(text)
     per_s = _UNITS_S.get(match.group(2).lower()) if match else None
     if match is None or per_s is None:

@@ -49,7 +49,7 @@ def test_rate_parses(text: str, tokens: float, per_s: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "10", "/s", "10/", "10/d", "10/ms", "10/seconds", "-1/s", "1e3/s", "ten/s", "1/s/s"],
+    ["", "10", "/s", "10/", "10/ms", "10/seconds", "-1/s", "1e3/s", "ten/s", "1/s/s"],
 )
 def test_rate_rejects_bad_text(text: str) -> None:
     with pytest.raises(ValueError, match=r"invalid rate .* \(use e\.g\. 10/s, 100/min"):
