@@ -25,13 +25,24 @@ from daemon.retry import parse_retry_after
 from daemon.signing import Signer
 
 _PAUSING_STATUSES = (429, 503)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
 
 
 def address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Public unicast only: no loopback, RFC 1918, link-local/metadata, CGNAT, ULA, 0.0.0.0."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = _embedded_ipv4(ip) or ip
     return ip.is_global and not ip.is_multicast
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for: a NAT64 gateway or 6to4 relay would
+    carry the connection there, so that is the address the policy must judge."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
 
 
 def check_url(url: str, *, allow_http: bool, allow_private: bool) -> None:
