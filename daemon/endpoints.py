@@ -71,18 +71,28 @@ def validate_url(url: str, *, allow_http: bool) -> None:
 def parse_header(text: str) -> tuple[str, str]:
     """`'Name: value'` -> (name, value), refusing names that would break signing."""
     name, sep, value = text.partition(":")
+    if not sep:
+        raise ConfigError("--header", f"expected 'Name: value', got {name.strip()[:40]!r}")
     name, value = name.strip(), value.strip()
-    if not sep or not name or not set(name) <= _TCHARS:
-        raise ConfigError("--header", f"expected 'Name: value', got {text.split(':')[0]!r}...")
+    check_header(name, value)
+    return name, value
+
+
+def check_header(name: str, value: str) -> None:
+    """A custom header must be a valid token, not one webhookd sets, with a one-line value.
+    (The value itself is never echoed: it is often a credential.)"""
+    if not name or not set(name) <= _TCHARS:
+        raise ConfigError("--header", f"invalid header name {name[:40]!r}")
     if name.lower() in _RESERVED_HEADERS:
         raise ConfigError("--header", f"{name} is set by webhookd and cannot be overridden")
-    if "\r" in value or "\n" in value:
-        raise ConfigError("--header", f"value of {name} contains a line break")
-    return name, value
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise ConfigError("--header", f"value of {name} contains a control character")
 
 
 def validate_spec(spec: EndpointSpec, *, allow_http: bool) -> None:
     validate_url(spec.url, allow_http=allow_http)
+    for header, header_value in spec.headers:
+        check_header(header, header_value)
     if not spec.tenant_id:
         raise ConfigError("--tenant", "must not be empty")
     if spec.burst is not None and spec.rate_per_s is None:
