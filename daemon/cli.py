@@ -24,7 +24,7 @@ from daemon import __version__, endpoints, migrate
 from daemon.config import Config, config_as_dict, load_config
 from daemon.errors import ConfigError, WebhookdError
 from daemon.logs import configure_logging
-from daemon.ratelimit import parse_rate
+from daemon.ratelimit import format_rate, parse_rate
 from daemon.retry import format_duration, format_schedule, parse_duration, parse_schedule
 from daemon.service import Service
 from daemon.signing import parse_signature_option
@@ -41,13 +41,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _option(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
-    """Wrap a value parser so a bad value names its option."""
+    """Wrap a value parser so a bad value's error says why (argparse adds the option name)."""
 
     def convert(text: str) -> Any:
         try:
             return parse(text)
-        except (ValueError, ConfigError) as exc:
-            raise argparse.ArgumentTypeError(f"{name}: {exc}") from None
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(exc.why) from None
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     convert.__name__ = name
     return convert
@@ -69,18 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("WEBHOOKD_CONFIG") or None,
         help="TOML file (default /etc/webhookd/webhookd.toml if present)",
     )
+    # --config is accepted after the subcommand too (`webhookd run --config x`).
+    common = _Parser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="run the delivery daemon")
+    run = sub.add_parser("run", help="run the delivery daemon", parents=[common])
     run.add_argument("--migrate", action="store_true", help="apply pending migrations first")
-    sub.add_parser("migrate", help="create or upgrade the webhookd schema")
-    sub.add_parser("check-config", help="validate the configuration and print it")
-    _endpoint_parsers(sub.add_parser("endpoint", help="manage endpoints"))
+    sub.add_parser("migrate", help="create or upgrade the webhookd schema", parents=[common])
+    sub.add_parser("check-config", help="validate the configuration and print it", parents=[common])
+    endpoint = sub.add_parser("endpoint", help="manage endpoints", parents=[common])
+    _endpoint_parsers(endpoint, common)
     return parser
 
 
-def _endpoint_parsers(parser: argparse.ArgumentParser) -> None:
+def _endpoint_parsers(parser: argparse.ArgumentParser, common: _Parser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    add = sub.add_parser("add", help="create an endpoint; prints its id and secret")
+    parents = [common]
+    add = sub.add_parser(
+        "add", help="create an endpoint; prints its id and secret", parents=parents
+    )
     add.add_argument("url")
     add.add_argument("--tenant", default="default")
     add.add_argument("--description", default="")
@@ -105,14 +114,16 @@ def _endpoint_parsers(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--retry-schedule", type=_option(parse_schedule, "--retry-schedule"))
     add.add_argument("--id", help="choose the id instead of a generated ep_...")
     add.add_argument("--json", action="store_true")
-    lst = sub.add_parser("list", help="list endpoints")
+    lst = sub.add_parser("list", help="list endpoints", parents=parents)
     lst.add_argument("--tenant")
     lst.add_argument("--json", action="store_true")
     for name in ("show", "enable", "delete"):
-        p = sub.add_parser(name, help=f"{name} an endpoint")
+        p = sub.add_parser(name, help=f"{name} an endpoint", parents=parents)
         p.add_argument("endpoint_id")
         p.add_argument("--json", action="store_true")
-    dis = sub.add_parser("disable", help="disable an endpoint (its deliveries wait)")
+    dis = sub.add_parser(
+        "disable", help="disable an endpoint (its deliveries wait)", parents=parents
+    )
     dis.add_argument("endpoint_id")
     dis.add_argument("--reason", default="disabled by operator")
     dis.add_argument("--json", action="store_true")
@@ -143,6 +154,19 @@ async def _store(config: Config) -> Any:
         yield store
     finally:
         await store.close()
+
+
+def _human(value: Any) -> str:
+    """A value for the text view: no Python reprs."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "(all)"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+    return str(value)
 
 
 def _print(data: Any, as_json: bool, text: str) -> None:
@@ -222,7 +246,8 @@ async def _endpoint_add(store: Store, args: argparse.Namespace, config: Config) 
     ep_id, secret = await endpoints.add_endpoint(
         store, spec, allow_http=config.delivery.allow_insecure_http
     )
-    _print({"id": ep_id, "secret": secret, "url": args.url}, args.json, f"{ep_id}\n{secret}")
+    text = f"id:     {ep_id}\nsecret: {secret}"
+    _print({"id": ep_id, "secret": secret, "url": args.url}, args.json, text)
     return 0
 
 
@@ -241,7 +266,7 @@ def endpoint_view(rec: Any) -> dict[str, Any]:
         + (f":{rec['signature_header']}" if rec["signature_header"] else "")
         + (f":{rec['signature_prefix']}" if rec["signature_prefix"] else ""),
         "headers": {h[0]: "[redacted]" for h in headers},
-        "rate_per_s": rec["rate_per_s"],
+        "rate": None if rec["rate_per_s"] is None else format_rate(rec["rate_per_s"]),
         "burst": rec["burst"],
         "max_in_flight": rec["max_in_flight"],
         "timeout": None if rec["timeout_ms"] is None else format_duration(rec["timeout_ms"] / 1e3),
@@ -272,7 +297,7 @@ async def _endpoint_list(store: Store, args: argparse.Namespace, _config: Config
 async def _endpoint_show(store: Store, args: argparse.Namespace, _config: Config) -> int:
     rec = await endpoints.get_endpoint(store, args.endpoint_id)
     view = endpoint_view(rec) | {"secret": rec["secret"]}
-    text = "\n".join(f"{k:<16} {v}" for k, v in view.items())
+    text = "\n".join(f"{k:<16} {_human(v)}" for k, v in view.items())
     _print(view, args.json, text)
     return 0
 

@@ -7,7 +7,6 @@ second), so no other module sees a unit string. Reading the one file is the only
 from __future__ import annotations
 
 import contextlib
-import decimal
 import difflib
 import math
 import os
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from daemon import __version__
 from daemon.errors import ConfigError
-from daemon.ratelimit import parse_rate
+from daemon.ratelimit import format_rate, parse_rate
 from daemon.retry import format_duration, parse_duration
 
 DEFAULT_CONFIG_PATH = Path("/etc/webhookd/webhookd.toml")
@@ -261,13 +260,7 @@ def _rate_per_s(raw: object) -> float | None:
 
 
 def _format_rate(rate_per_s: float | None) -> str:
-    if rate_per_s is None:
-        return ""
-    for unit, period_s in (("s", 1), ("min", 60), ("h", 3600), ("d", 86400)):
-        count = rate_per_s * period_s
-        if count >= 1 and abs(count - round(count)) < 1e-9 * count:
-            return f"{round(count)}/{unit}"
-    return f"{format(decimal.Decimal(repr(rate_per_s)), 'f')}/s"  # never an exponent
+    return "" if rate_per_s is None else format_rate(rate_per_s)
 
 
 def _integer(low: int, high: int) -> Callable[[object], int]:

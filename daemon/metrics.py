@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -10,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from daemon.errors import ConfigError
 from daemon.models import AttemptResult
 
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -128,7 +130,14 @@ class HealthServer:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # port taken (a second daemon?), or no such address here
+            await self._runner.cleanup()
+            host = f"[{self._host}]" if ":" in self._host else self._host
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            message = f"cannot listen on {host}:{self._port}: {why}"
+            raise ConfigError("metrics.listen", message) from exc
         sockets = getattr(site._server, "sockets", None)
         if sockets:  # port 0 in config: report the one the OS chose
             self.port = int(sockets[0].getsockname()[1])

@@ -5,6 +5,7 @@ Pure: the bucket reads time from an injected clock, so tests drive it with a fak
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from collections.abc import Callable
@@ -65,6 +66,15 @@ def parse_rate(text: str) -> Rate:
     if not _positive(tokens):
         raise ValueError(f"invalid rate {text!r}: the count must be positive")
     return Rate(tokens=tokens, per_s=per_s)
+
+
+def format_rate(rate_per_s: float) -> str:
+    """Tokens per second as the shortest whole `N/s`, `N/min`, `N/h` or `N/d` (for display)."""
+    for unit, period_s in (("s", 1), ("min", 60), ("h", 3600), ("d", 86400)):
+        count = rate_per_s * period_s
+        if count >= 1 and abs(count - round(count)) < 1e-9 * count:
+            return f"{round(count)}/{unit}"
+    return f"{format(decimal.Decimal(repr(rate_per_s)), 'f')}/s"  # never an exponent
 
 
 def default_burst(rate_per_s: float) -> int:
