@@ -28,8 +28,9 @@ async def pending_versions(store: Store) -> list[str]:
 async def migrate(store: Store) -> list[str]:
     """Apply every pending migration; safe to run from several processes at once."""
     async with store.transaction() as tx:
-        await tx.execute_script(sql.queries()["migrations_table"])
+        # Lock first: concurrent CREATE ... IF NOT EXISTS of the same schema can still fail.
         await tx.execute("migrations_lock")
+        await tx.execute_script(sql.queries()["migrations_table"])
         done = {r["version"] for r in await tx.fetch("migrations_applied")}
         applied = []
         for version, script in sql.migrations():

@@ -130,7 +130,7 @@ class Claimer:
             return None
         ids, quotas = self._scheduler.quotas(capacity)
         if not ids:
-            return await self._next_due_s()
+            return await self._next_due_s(ids)
         rows = await self._store.fetch(
             "claim", ids, quotas, capacity, self._lease_s(), self._instance
         )
@@ -140,7 +140,7 @@ class Claimer:
         if orphans:
             self._on_orphans(orphans)
         again_s = self._after_claim(claimed, ids, quotas, capacity)
-        return again_s if again_s is not None else await self._next_due_s()
+        return again_s if again_s is not None else await self._next_due_s(ids)
 
     def _after_claim(
         self, claimed: Sequence[Delivery], ids: list[str], quotas: list[int], capacity: int
@@ -155,16 +155,21 @@ class Claimer:
             return CLAIM_HORIZON_S / 2  # limited by its quota: more may be waiting
         return None
 
-    async def _next_due_s(self) -> float | None:
-        """Seconds until the earliest pending delivery of a known endpoint falls due."""
-        ids = self._scheduler.endpoint_ids()
+    async def _next_due_s(self, ids: list[str]) -> float | None:
+        """Seconds until the earliest pending delivery of `ids` (the endpoints offered a
+        quota) falls due. The others hold all they may (cap, bucket, pause): their backlog is
+        due already, and asking about it made this loop spin every millisecond. An attempt
+        finishing wakes us (hunger); a refilling bucket is looked at within half the horizon."""
+        limited = len(ids) < len(self._scheduler.endpoint_ids())
+        fallback_s = CLAIM_HORIZON_S / 2 if limited else None
         if not ids:
-            return None
+            return fallback_s
         rows = await self._store.fetch("next_due", ids)
         gaps = [(r["next_at"] - r["db_now"]).total_seconds() for r in rows if r["next_at"]]
         if not gaps:
-            return None
-        return max(0.001, float(min(gaps)))
+            return fallback_s
+        due_s = max(0.001, float(min(gaps)))
+        return due_s if fallback_s is None else min(due_s, fallback_s)
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()

@@ -83,13 +83,12 @@ def default_burst(rate_per_s: float) -> int:
 
 
 class TokenBucket:
-    """Continuous-refill token bucket with a pause for 429/503 Retry-After.
+    """Continuous-refill token bucket; starts full, so a fresh endpoint may send its burst.
 
-    Starts full. Tokens keep refilling while paused, so once a pause ends up to `burst` requests
-    may go at once; the burst is what the endpoint agreed to absorb.
+    (Retry-After pauses are the scheduler's business: endpoints without a rate can be paused.)
     """
 
-    __slots__ = ("_burst", "_clock", "_paused_until_s", "_rate_per_s", "_tokens", "_updated_s")
+    __slots__ = ("_burst", "_clock", "_rate_per_s", "_tokens", "_updated_s")
 
     def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], float]) -> None:
         _check_settings(rate_per_s, burst)
@@ -98,7 +97,6 @@ class TokenBucket:
         self._clock = clock
         self._tokens = float(burst)
         self._updated_s = clock()
-        self._paused_until_s = -math.inf
 
     @property
     def rate_per_s(self) -> float:
@@ -108,32 +106,26 @@ class TokenBucket:
     def burst(self) -> int:
         return self._burst
 
-    @property
-    def paused_until(self) -> float | None:
-        """When the current pause ends (clock time), or None when not paused."""
-        return self._paused_until_s if self._clock() < self._paused_until_s else None
-
     def try_take(self, n: int = 1) -> bool:
-        """Take `n` tokens if they are there and no pause is in effect."""
+        """Take `n` tokens if they are there."""
         self._check_n(n)
-        now_s = self._refill()
-        if now_s < self._paused_until_s or self._tokens + _EPSILON_TOKENS < n:
+        self._refill()
+        if self._tokens + _EPSILON_TOKENS < n:
             return False
         self._tokens = max(0.0, self._tokens - n)
         return True
 
     def available(self) -> float:
-        """Tokens in the bucket now (a pause does not hide them)."""
+        """Tokens in the bucket now."""
         self._refill()
         return self._tokens
 
     def wait_s(self, n: int = 1) -> float:
         """Seconds until `try_take(n)` can succeed; 0 when it can now."""
         self._check_n(n)
-        now_s = self._refill()
+        self._refill()
         missing = n - self._tokens
-        refill_s = missing / self._rate_per_s if missing > _EPSILON_TOKENS else 0.0
-        return max(refill_s, self._paused_until_s - now_s, 0.0)
+        return missing / self._rate_per_s if missing > _EPSILON_TOKENS else 0.0
 
     def update(self, rate_per_s: float, burst: int) -> None:
         """Apply new settings (config reload) keeping the current level, clamped to `burst`."""
@@ -142,10 +134,6 @@ class TokenBucket:
         self._rate_per_s = rate_per_s
         self._burst = burst
         self._tokens = min(self._tokens, float(burst))
-
-    def pause_until(self, t: float) -> None:
-        """Hold every take until clock time `t`; an earlier `t` never shortens a pause."""
-        self._paused_until_s = max(self._paused_until_s, t)
 
     def _refill(self) -> float:
         now_s = self._clock()

@@ -46,6 +46,7 @@ class Lane:
     queue: deque[Delivery] = field(default_factory=deque)
     in_flight: int = 0
     paused_until: float = 0.0  # monotonic time; set by 429/503 Retry-After
+    waiting_for_token: bool = False  # the head of the queue is held by the bucket
 
 
 class Scheduler:
@@ -129,8 +130,22 @@ class Scheduler:
         return min(target, max(self._limits.batch_size, self._limits.concurrency))
 
     def capacity(self) -> int:
-        """How many more deliveries may be claimed now."""
-        return max(0, self._target() - self._in_flight - self._queued)
+        """How many more deliveries may be claimed now.
+
+        Deliveries queued behind their own endpoint's in-flight cap do not count: they cannot
+        take a free slot, and counting them let a hung endpoint (its cap in flight and as many
+        queued) fill the whole target, so no other endpoint was claimed until its attempts
+        timed out. Its quota (twice its cap) still bounds what it holds."""
+        return max(0, self._target() - self._in_flight - self._startable())
+
+    def _startable(self) -> int:
+        """Queued deliveries whose endpoint has a free in-flight slot for them."""
+        total = 0
+        for ep_id in self._order:
+            lane = self._lanes.get(ep_id)
+            if lane is not None:
+                total += min(len(lane.queue), max(0, lane.max_in_flight - lane.in_flight))
+        return total
 
     def endpoint_ids(self) -> list[str]:
         return [ep_id for ep_id, lane in self._lanes.items() if lane.endpoint.enabled]
@@ -207,7 +222,9 @@ class Scheduler:
             if lane.bucket is not None and not lane.bucket.try_take():
                 lane_wait = lane.bucket.wait_s()
                 wait_s = lane_wait if wait_s is None else min(wait_s, lane_wait)
-                self.rate_limited_waits += 1
+                if not lane.waiting_for_token:  # count each wait once, not each wake-up
+                    lane.waiting_for_token = True
+                    self.rate_limited_waits += 1
                 continue
             return self._start(lane), None
         return None, wait_s
@@ -217,6 +234,7 @@ class Scheduler:
         if not lane.queue:
             self._order.remove(lane.endpoint.id)
         self._queued -= 1
+        lane.waiting_for_token = False
         lane.in_flight += 1
         self._in_flight += 1
         return lane.endpoint, delivery

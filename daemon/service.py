@@ -72,23 +72,25 @@ class Service:
         self._failure: BaseException | None = None
         self._endpoints: list[Endpoint] = []
         self.health: HealthServer | None = None
+        self.deliverer: Deliverer | None = None
         self.backlog_due = 0
         self.store: Store | None = None
 
     # -- start -----------------------------------------------------------------------
     async def start(self) -> None:
         self.store = await self._connect()
-        if self._migrate:
-            applied = await migrate.migrate(self.store)
-            if applied:
-                log.info("schema.migrated", applied=applied)
-        await migrate.require_current(self.store)
-        self._build(self.store)
-        self._endpoints = await load_endpoints(self.store)
-        self.scheduler.set_endpoints(self._endpoints)
-        await self.deliverer.start()
-        if self.config.metrics.enabled:
-            await self._start_health()
+        try:
+            await self._check_schema(self.store)
+            self._build(self.store)
+            self._endpoints = await load_endpoints(self.store)
+            self.scheduler.set_endpoints(self._endpoints)
+            assert self.deliverer is not None
+            await self.deliverer.start()
+            if self.config.metrics.enabled:
+                await self._start_health()
+        except BaseException:
+            await self._close(written=True)  # a refused start leaves nothing open behind
+            raise
         self._spawn_all()
         # Only now: the database answers, the schema is current and /metrics listens.
         self.notifier.ready(self.status_line())
@@ -100,6 +102,13 @@ class Service:
             endpoints=len(self._endpoints),
             metrics_port=self.health.port if self.health else None,
         )
+
+    async def _check_schema(self, store: Store) -> None:
+        if self._migrate:
+            applied = await migrate.migrate(store)
+            if applied:
+                log.info("schema.migrated", applied=applied)
+        await migrate.require_current(store)
 
     async def _connect(self) -> Store:
         db = self.config.database
@@ -281,16 +290,18 @@ class Service:
                 await asyncio.wait_for(asyncio.shield(claim_tasks[0]), timeout=5.0)
 
     async def _cancel_rest(self) -> None:
-        keep = {"webhookd.recorder"}
+        """Cancel the side tasks; the recorder is not cancelled but allowed to finish the
+        write it is in (after `recorder.stop()`), so `drain` never writes a batch twice."""
         for task in self._tasks:
-            if task.get_name() not in keep:
+            if task.get_name() != "webhookd.recorder":
                 task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
     async def _close(self, written: bool) -> None:
-        await self.deliverer.close()
+        if self.deliverer is not None:
+            await self.deliverer.close()
         if self.health is not None:
             await self.health.stop()
         if self.store is not None:

@@ -31,6 +31,8 @@ _LOST = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # Raised when a connection lost mid-operation is reset on its way back to the pool.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -56,6 +58,17 @@ def _translated() -> Any:
         detail = getattr(exc, "detail", None)
         text = f"{message} ({detail})" if detail else message
         raise StoreError(text, getattr(exc, "sqlstate", None)) from exc
+
+
+@contextlib.contextmanager
+def _connecting() -> Any:
+    """Opening a connection: a refusal, whatever PostgreSQL gives as the reason (not accepting
+    connections, too many, authentication, database gone), means the database is unavailable,
+    not that a statement was refused, so callers keep their work and retry."""
+    try:
+        yield
+    except (asyncpg.PostgresError, *_LOST) as exc:
+        raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
 
 
 def redact_dsn(dsn: str) -> str:
@@ -98,36 +111,45 @@ class Store:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.pool.close(), timeout=5)
 
-    async def fetch(self, name: str, *args: Any) -> list[Record]:
+    @contextlib.asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[Any]:
+        """A pooled connection; the pool may have to open one (see `_connecting`)."""
+        with _connecting():
+            conn = await self.pool.acquire()
         with _translated():
-            rows: list[Record] = await self.pool.fetch(sql.queries()[name], *args)
-            return rows
+            try:
+                yield conn
+            finally:
+                await self.pool.release(conn)  # resets it: fails if the connection was lost
+
+    async def _call(self, method: str, statement: str, *args: Any) -> Any:
+        async with self._acquire() as conn:
+            return await getattr(conn, method)(statement, *args)
+
+    async def fetch(self, name: str, *args: Any) -> list[Record]:
+        rows: list[Record] = await self._call("fetch", sql.queries()[name], *args)
+        return rows
 
     async def fetchrow(self, name: str, *args: Any) -> Record | None:
-        with _translated():
-            return await self.pool.fetchrow(sql.queries()[name], *args)
+        return await self._call("fetchrow", sql.queries()[name], *args)
 
     async def fetchval(self, name: str, *args: Any) -> Any:
-        with _translated():
-            return await self.pool.fetchval(sql.queries()[name], *args)
+        return await self._call("fetchval", sql.queries()[name], *args)
 
     async def execute(self, name: str, *args: Any) -> str:
-        with _translated():
-            status: str = await self.pool.execute(sql.queries()[name], *args)
-            return status
+        status: str = await self._call("execute", sql.queries()[name], *args)
+        return status
 
     async def execute_raw(self, statement: str, *args: Any) -> str:
         """For tests and tooling that need a statement outside queries.sql."""
-        with _translated():
-            status: str = await self.pool.execute(statement, *args)
-            return status
+        status: str = await self._call("execute", statement, *args)
+        return status
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         """A transaction on one connection, for multi-statement admin changes."""
-        with _translated():
-            async with self.pool.acquire() as conn, conn.transaction():
-                yield Tx(conn)
+        async with self._acquire() as conn, conn.transaction():
+            yield Tx(conn)
 
     async def ping(self) -> bool:
         try:
@@ -139,7 +161,7 @@ class Store:
 
     async def listen(self, channels: Sequence[str], on_notify: Callable[[str], None]) -> Listener:
         """A dedicated connection that calls `on_notify(channel)` for each NOTIFY."""
-        with _translated():
+        with _connecting():
             conn = await asyncpg.connect(self.dsn, timeout=5)
         listener = Listener(conn)
         with _translated():

@@ -200,56 +200,6 @@ def test_update_credits_elapsed_time_at_old_rate(clock: FakeClock) -> None:
     assert bucket.available() == pytest.approx(2 + 4)
 
 
-def test_pause_refuses_takes_even_with_tokens(clock: FakeClock) -> None:
-    bucket = TokenBucket(rate_per_s=1, burst=5, clock=clock)
-
-    bucket.pause_until(clock() + 30)
-
-    assert not bucket.try_take()
-    assert bucket.available() == 5
-    assert bucket.wait_s() == pytest.approx(30)
-    clock.advance(30)
-    assert bucket.try_take()
-
-
-def test_wait_covers_both_pause_and_refill(clock: FakeClock) -> None:
-    bucket = TokenBucket(rate_per_s=0.01, burst=1, clock=clock)
-    assert bucket.try_take()
-
-    bucket.pause_until(clock() + 30)
-
-    assert bucket.wait_s() == pytest.approx(100)
-
-
-def test_paused_until_reports_end_of_pause_only_while_paused(clock: FakeClock) -> None:
-    bucket = TokenBucket(rate_per_s=1, burst=1, clock=clock)
-    assert bucket.paused_until is None
-
-    bucket.pause_until(clock() + 5)
-
-    assert bucket.paused_until == clock() + 5
-    clock.advance(5)
-    assert bucket.paused_until is None
-
-
-def test_earlier_pause_does_not_shorten_current_pause(clock: FakeClock) -> None:
-    bucket = TokenBucket(rate_per_s=1, burst=1, clock=clock)
-    bucket.pause_until(clock() + 60)
-
-    bucket.pause_until(clock() + 1)
-
-    assert bucket.paused_until == clock() + 60
-
-
-def test_update_keeps_pause(clock: FakeClock) -> None:
-    bucket = TokenBucket(rate_per_s=1, burst=1, clock=clock)
-    bucket.pause_until(clock() + 60)
-
-    bucket.update(rate_per_s=100, burst=100)
-
-    assert not bucket.try_take()
-
-
 def test_clock_stepping_back_loses_no_tokens(clock: FakeClock) -> None:
     bucket = TokenBucket(rate_per_s=1, burst=2, clock=clock)
     assert bucket.try_take()

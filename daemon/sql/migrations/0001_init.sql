@@ -67,10 +67,10 @@ CREATE TABLE webhookd.deliveries (
     updated_at       timestamptz NOT NULL DEFAULT now(),
     finished_at      timestamptz
 );
--- The claim probes this per endpoint: O(batch) however many rows wait.
+-- The claim probes this per endpoint: O(batch) however many rows wait. No index on
+-- next_attempt_at alone: once analyzed, the planner prefers it for the probe when one
+-- endpoint holds the backlog, and then every other endpoint's probe walks that backlog.
 CREATE INDEX deliveries_due_idx ON webhookd.deliveries (endpoint_id, next_attempt_at)
-    WHERE status = 'pending';
-CREATE INDEX deliveries_pending_idx ON webhookd.deliveries (next_attempt_at)
     WHERE status = 'pending';
 CREATE INDEX deliveries_lease_idx ON webhookd.deliveries (locked_until)
     WHERE status = 'delivering';
@@ -144,9 +144,9 @@ BEGIN
     WHERE n.endpoint_id IS NULL;
 
     -- One wake-up per statement (identical notifications in a transaction fold into one).
-    IF EXISTS (SELECT 1 FROM new_rows n WHERE n.deliver_after IS NULL OR n.deliver_after <= now()) THEN
-        PERFORM pg_notify('webhookd_outbox', '');
-    END IF;
+    -- Deferred rows wake the daemon too: an idle one learns when they fall due only from a
+    -- claim round, and would otherwise sleep until the next poll.
+    PERFORM pg_notify('webhookd_outbox', '');
     RETURN NULL;
 END
 $$;

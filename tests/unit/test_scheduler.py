@@ -1,0 +1,385 @@
+"""The scheduler with a fake clock: caps, token buckets, pauses, fairness and claim quotas.
+
+`next()` waits (in real time) for the fake clock to allow something, so "nothing may start"
+is checked as "next() did not return within 0.1 s", and the clock is moved by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import replace
+
+import pytest
+
+from daemon.models import Delivery, Endpoint
+from daemon.scheduler import CLAIM_HORIZON_S, Limits, Scheduler
+
+NOTHING_S = 0.1  # how long next() must stay blocked to count as "nothing may start"
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self, now_s: float = 1000.0) -> None:
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def endpoint(ep_id: str, **kw: object) -> Endpoint:
+    return Endpoint(
+        id=ep_id,
+        tenant_id="t",
+        url=f"https://example.com/{ep_id}",
+        enabled=True,
+        secret="whsec_x",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+_ids = iter(range(1, 1_000_000))
+
+
+def deliveries(ep_id: str, count: int) -> list[Delivery]:
+    out = []
+    for _ in range(count):
+        n = next(_ids)
+        out.append(Delivery(n, ep_id, f"msg_{n}", "test.event", b"{}", 1, 0.0))
+    return out
+
+
+def scheduler(clock: FakeClock, *endpoints: Endpoint, **limits: object) -> Scheduler:
+    s = Scheduler(Limits(**limits), clock)  # type: ignore[arg-type]
+    assert s.set_endpoints(endpoints) == []
+    return s
+
+
+async def take(s: Scheduler, wait_s: float = NOTHING_S) -> tuple[Endpoint, Delivery] | None:
+    """The next delivery allowed to start, or None if nothing may start now."""
+    try:
+        return await asyncio.wait_for(s.next(), wait_s)
+    except TimeoutError:
+        return None
+
+
+async def take_all(s: Scheduler) -> list[Delivery]:
+    """Everything that may start now, without finishing any of it."""
+    out = []
+    while (picked := await take(s)) is not None:
+        out.append(picked[1])
+    return out
+
+
+# -- caps -------------------------------------------------------------------------------
+
+
+async def test_global_cap_is_never_exceeded(clock: FakeClock) -> None:
+    eps = [endpoint(f"ep{i}", max_in_flight=10) for i in range(3)]
+    s = scheduler(clock, *eps, concurrency=4)
+    for ep in eps:
+        s.submit(deliveries(ep.id, 5))
+
+    started = await take_all(s)
+    assert len(started) == 4
+    assert s.in_flight == 4 and s.queued == 11
+
+    s.done(started[0].endpoint_id)
+    assert s.in_flight == 3
+    assert await take(s) is not None
+    assert await take(s) is None
+    assert s.in_flight == 4
+
+
+async def test_random_interleaving_never_exceeds_global_or_endpoint_caps(
+    clock: FakeClock,
+) -> None:
+    rng = random.Random(7)
+    caps = {"a": 1, "b": 2, "c": 3, "d": None}  # d: the default (Limits.endpoint_max_in_flight)
+    s = scheduler(
+        clock,
+        *(endpoint(ep_id, max_in_flight=cap) for ep_id, cap in caps.items()),
+        concurrency=5,
+        endpoint_max_in_flight=2,
+    )
+    for ep_id in caps:
+        s.submit(deliveries(ep_id, 15))
+    running: list[str] = []
+    delivered = 0
+    while delivered < 60:
+        picked = await take(s, 0.01)  # short: caps do not lift with time, only with done()
+        if picked is not None:
+            running.append(picked[0].id)
+        if picked is None or rng.random() < 0.4:
+            ep_id = running.pop(rng.randrange(len(running)))
+            s.done(ep_id)
+            delivered += 1
+        assert s.in_flight == len(running) <= 5
+        for ep_id, cap in caps.items():
+            assert running.count(ep_id) <= (cap or 2)
+    assert s.in_flight == 0 and s.queued == 0
+
+
+async def test_endpoint_max_in_flight_holds_back_its_own_deliveries_only(
+    clock: FakeClock,
+) -> None:
+    s = scheduler(clock, endpoint("slow", max_in_flight=2), endpoint("other"), concurrency=10)
+    s.submit(deliveries("slow", 5))
+
+    assert len(await take_all(s)) == 2
+    s.submit(deliveries("other", 1))
+    picked = await take(s)
+    assert picked is not None and picked[0].id == "other"
+
+    s.done("slow")
+    picked = await take(s)
+    assert picked is not None and picked[0].id == "slow"
+    assert await take(s) is None
+
+
+async def test_endpoint_without_own_cap_gets_the_default_cap(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("ep"), concurrency=10, endpoint_max_in_flight=3)
+    s.submit(deliveries("ep", 6))
+    assert len(await take_all(s)) == 3
+
+
+async def test_endpoint_cap_above_the_global_cap_is_clamped_to_it(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("ep", max_in_flight=50), concurrency=4)
+    # Claim quota is twice the (clamped) cap: 8, not 100.
+    assert s.quotas(1000) == (["ep"], [8])
+
+
+# -- token buckets ----------------------------------------------------------------------
+
+
+async def test_token_bucket_gates_next(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("ep", rate_per_s=2.0, burst=2), concurrency=10)
+    s.submit(deliveries("ep", 4))
+
+    assert len(await take_all(s)) == 2  # the bucket starts full
+    clock.advance(0.25)  # half a token
+    assert await take(s) is None
+    clock.advance(0.25)
+    assert await take(s) is not None
+    assert await take(s) is None
+    assert s.rate_limited_waits > 0
+
+
+async def test_waiting_for_a_token_holds_no_slot(clock: FakeClock) -> None:
+    s = scheduler(
+        clock, endpoint("limited", rate_per_s=1.0, burst=1), endpoint("free"), concurrency=1
+    )
+    s.submit(deliveries("limited", 2))
+    first = await take(s)
+    assert first is not None and first[0].id == "limited"
+    s.done("limited")  # the bucket is empty now; one delivery of "limited" is queued
+
+    waiter = asyncio.create_task(s.next())
+    await asyncio.sleep(NOTHING_S)
+    assert not waiter.done()
+    assert s.in_flight == 0  # the wait holds no slot...
+
+    s.submit(deliveries("free", 1))
+    ep, _ = await asyncio.wait_for(waiter, 1.0)
+    assert ep.id == "free"  # ...so the only slot goes to an endpoint that can use it
+    assert s.in_flight == 1
+
+    clock.advance(1.0)
+    assert await take(s) is None  # a token, but the single slot is busy
+    s.done("free")
+    picked = await take(s)
+    assert picked is not None and picked[0].id == "limited"
+
+
+# -- fairness ---------------------------------------------------------------------------
+
+
+async def test_round_robin_hands_small_endpoints_out_within_the_first_picks(
+    clock: FakeClock,
+) -> None:
+    small = [f"small{i}" for i in range(5)]
+    s = scheduler(
+        clock,
+        endpoint("big", max_in_flight=100),
+        *(endpoint(ep_id) for ep_id in small),
+        concurrency=100,
+    )
+    s.submit(deliveries("big", 100))  # the big backlog is queued first
+    for ep_id in small:
+        s.submit(deliveries(ep_id, 1))
+
+    picks = []
+    for _ in range(6):
+        picked = await take(s)
+        assert picked is not None
+        picks.append(picked[0].id)
+    assert set(small) <= set(picks)
+    assert picks.count("big") == 1
+
+
+async def test_quotas_rotate_so_every_endpoint_gets_first_pick(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("a"), endpoint("b"), endpoint("c"), concurrency=10)
+    firsts = [s.quotas(10)[0][0] for _ in range(3)]
+    assert sorted(firsts) == ["a", "b", "c"]
+
+
+# -- claim quotas -----------------------------------------------------------------------
+
+
+async def test_quota_of_unlimited_endpoint_is_twice_its_cap_less_what_it_holds(
+    clock: FakeClock,
+) -> None:
+    s = scheduler(clock, endpoint("ep", max_in_flight=3), concurrency=10)
+    assert s.quotas(100) == (["ep"], [6])
+    assert s.quotas(4) == (["ep"], [4])  # never more than the capacity offered
+    s.submit(deliveries("ep", 4))
+    await take(s)
+    assert s.quotas(100) == (["ep"], [2])  # 6 - 1 in flight - 3 queued
+
+
+async def test_rate_limited_endpoint_is_offered_only_what_its_bucket_gives_within_horizon(
+    clock: FakeClock,
+) -> None:
+    rate_per_s, burst = 2.0, 3
+    s = scheduler(
+        clock, endpoint("ep", rate_per_s=rate_per_s, burst=burst, max_in_flight=50), concurrency=50
+    )
+    horizon_tokens = int(burst + rate_per_s * CLAIM_HORIZON_S)
+    assert s.quotas(1000) == (["ep"], [horizon_tokens])
+
+    s.submit(deliveries("ep", horizon_tokens))
+    assert s.quotas(1000) == ([], [])  # all it can send within the horizon is held already
+
+    assert len(await take_all(s)) == burst
+    for _ in range(burst):
+        s.done("ep")
+    # Bucket empty, 2 queued, 2 tokens due within the horizon: nothing more to claim.
+    assert s.quotas(1000) == ([], [])
+    clock.advance(1.0)  # 2 tokens in the bucket, 2 more within the horizon
+    assert s.quotas(1000) == (["ep"], [2])
+
+
+async def test_default_rate_applies_to_endpoints_without_their_own(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("ep"), concurrency=50, default_rate_per_s=4.0)
+    # Default burst: one second's worth (4), plus 4 tokens within the horizon.
+    assert s.quotas(1000) == (["ep"], [8])
+
+
+async def test_paused_endpoint_is_offered_nothing_until_the_pause_ends(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("paused"), endpoint("other"), concurrency=10)
+    s.pause("paused", 5.0)
+    assert s.quotas(10)[0] == ["other"]
+    clock.advance(4.9)
+    assert s.quotas(10)[0] == ["other"]
+    clock.advance(0.1)
+    assert sorted(s.quotas(10)[0]) == ["other", "paused"]
+
+
+async def test_pause_returns_queued_deliveries_and_blocks_new_starts(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("ep"), concurrency=10)
+    batch = deliveries("ep", 3)
+    s.submit(batch)
+    first = await take(s)
+    assert first is not None
+
+    assert s.pause("ep", 2.0) == batch[1:]
+    assert s.queued == 0 and s.in_flight == 1  # the running attempt is not touched
+    s.submit(deliveries("ep", 1))  # e.g. a claim that raced the pause
+    assert await take(s) is None
+    clock.advance(2.0)
+    assert await take(s) is not None
+
+
+async def test_shorter_pause_never_cuts_a_longer_one(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("ep"), concurrency=10)
+    s.pause("ep", 10.0)
+    s.pause("ep", 1.0)
+    clock.advance(5.0)
+    assert s.quotas(10) == ([], [])
+
+
+async def test_pause_of_unknown_endpoint_is_a_no_op(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("ep"), concurrency=10)
+    assert s.pause("gone", 1.0) == []
+
+
+async def test_disabled_endpoint_is_dropped_and_its_queue_returned(clock: FakeClock) -> None:
+    a, b = endpoint("a"), endpoint("b")
+    s = scheduler(clock, a, b, concurrency=10)
+    queued_a = deliveries("a", 3)
+    s.submit(queued_a)
+    s.submit(deliveries("b", 1))
+
+    assert s.set_endpoints([replace(a, enabled=False), b]) == queued_a
+    assert s.queued == 1
+    assert s.quotas(10)[0] == ["b"]
+    assert s.endpoint_ids() == ["b"]
+    assert s.endpoint("a") is None
+    late = deliveries("a", 1)
+    assert s.submit(late) == late  # a claim that raced the change comes straight back
+
+
+async def test_removed_endpoint_with_attempts_running_is_kept_until_they_finish(
+    clock: FakeClock,
+) -> None:
+    s = scheduler(clock, endpoint("a"), endpoint("b"), concurrency=10)
+    batch = deliveries("a", 2)
+    s.submit(batch)
+    assert await take(s) is not None
+
+    assert s.set_endpoints([endpoint("b")]) == batch[1:]
+    kept = s.endpoint("a")
+    assert kept is not None and not kept.enabled
+    assert s.quotas(10)[0] == ["b"]
+    s.done("a")
+    assert s.endpoint("a") is None
+    assert s.in_flight == 0
+
+
+# -- capacity and shutdown --------------------------------------------------------------
+
+
+async def test_capacity_is_never_negative(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("ep", max_in_flight=10), concurrency=10, batch_size=20)
+    assert s.capacity() == 10
+    s.submit(deliveries("ep", 500))  # far more than was asked for
+    assert s.capacity() == 0
+    await take_all(s)
+    assert s.in_flight == 10
+    assert s.capacity() == 0
+
+
+async def test_deliveries_queued_behind_their_endpoints_cap_leave_capacity_to_others(
+    clock: FakeClock,
+) -> None:
+    s = scheduler(clock, endpoint("hung", max_in_flight=5), endpoint("live"), concurrency=10)
+    s.submit(deliveries("hung", 10))  # its whole quota: 5 to run, 5 more behind its cap
+    assert s.capacity() == 5  # only 5 can start now
+    assert len(await take_all(s)) == 5  # the 5 hang (a receiver that never answers)
+    assert s.capacity() == 5  # the 5 waiting behind them must not eat the other half too
+    assert s.quotas(s.capacity()) == (["live"], [5])
+
+
+async def test_drain_queued_returns_everything_not_started(clock: FakeClock) -> None:
+    eps = [endpoint(f"ep{i}", rate_per_s=1.0, burst=1) for i in range(3)]
+    s = scheduler(clock, *eps, concurrency=10)
+    batches = [deliveries(ep.id, 4) for ep in eps]
+    for batch in batches:
+        s.submit(batch)
+    started = await take_all(s)
+    assert len(started) == 3
+
+    drained = s.drain_queued()
+    assert sorted(d.id for d in drained + started) == sorted(d.id for b in batches for d in b)
+    assert s.queued == 0 and s.in_flight == 3
+    clock.advance(10.0)
+    assert await take(s) is None
