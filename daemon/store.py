@@ -54,6 +54,8 @@ def _translated() -> Any:
     except _LOST as exc:
         raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
     except asyncpg.PostgresError as exc:
+        if _transient(getattr(exc, "sqlstate", None)):
+            raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
         message = getattr(exc, "message", None) or str(exc)
         detail = getattr(exc, "detail", None)
         text = f"{message} ({detail})" if detail else message
@@ -69,6 +71,19 @@ def _connecting() -> Any:
         yield
     except (asyncpg.PostgresError, *_LOST) as exc:
         raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
+
+
+# SQLSTATEs that say "not now" rather than "never": connection exceptions, a read-only
+# server (failover), shutdowns, statement timeouts, serialization failures and deadlocks,
+# insufficient resources. Work hit by them is kept and retried, not refused.
+_TRANSIENT_CLASSES = ("08", "53", "57P")
+_TRANSIENT_STATES = frozenset({"25006", "57014", "40001", "40P01", "55P03"})
+
+
+def _transient(sqlstate: str | None) -> bool:
+    if not sqlstate:
+        return False
+    return sqlstate in _TRANSIENT_STATES or sqlstate.startswith(_TRANSIENT_CLASSES)
 
 
 def redact_dsn(dsn: str) -> str:

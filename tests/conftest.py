@@ -81,3 +81,14 @@ async def db_dsn(pg_server_dsn: str, template_db: str) -> AsyncIterator[str]:
         yield dsn_with_database(pg_server_dsn, name)
     finally:
         await _admin(pg_server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest_asyncio.fixture
+async def bare_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
+    """A database without the webhookd schema (not cloned from the template), dropped after."""
+    name = f"webhookd_bare_{secrets.token_hex(6)}"
+    await _admin(pg_server_dsn, f'CREATE DATABASE "{name}"')
+    try:
+        yield dsn_with_database(pg_server_dsn, name)
+    finally:
+        await _admin(pg_server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -108,7 +108,7 @@ async def wait_until(
         await asyncio.sleep(0.02)
 
 
-def test_config(dsn: str, **sections: dict[str, Any]) -> Config:
+def daemon_config(dsn: str, **sections: dict[str, Any]) -> Config:
     """Defaults tuned for tests: loopback allowed, short timeouts, no jitter, metrics on port 0."""
     base: dict[str, dict[str, Any]] = {
         "database": {"url": dsn, "pool_max_size": 5},
@@ -221,7 +221,7 @@ async def run_daemon(db_dsn: str) -> AsyncIterator[DaemonFactory]:
 
     @asynccontextmanager
     async def factory(**sections: dict[str, Any]) -> AsyncIterator[Service]:
-        service = Service(test_config(db_dsn, **sections))
+        service = Service(daemon_config(db_dsn, **sections))
         await service.start()
         running.append(service)
         try:

@@ -24,7 +24,6 @@ import pytest
 import pytest_asyncio
 
 from daemon import sql
-from tests.conftest import dsn_with_database
 from tests.integration.conftest import Harness, Receiver, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,19 +140,6 @@ async def conn(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         yield connection
     finally:
         await connection.close()
-
-
-@pytest_asyncio.fixture
-async def bare_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
-    """A database without the webhookd schema, dropped afterwards."""
-    name = f"webhookd_bare_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(pg_server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield dsn_with_database(pg_server_dsn, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def enqueue(conn: asyncpg.Connection, endpoint_id: str, count: int = 1) -> None:

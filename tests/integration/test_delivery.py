@@ -4,8 +4,6 @@ headers kept out of logs, redirects, response bodies, timeouts, the destination 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import io
 import logging
 import socket
@@ -30,6 +28,7 @@ from daemon.service import Service
 from daemon.signing import generate_secret
 from tests.integration import conftest as itc
 from tests.integration.conftest import Harness, Hit, Receiver
+from tests.receivers import aetherflow_receiver_accepts, spatialflow_receiver_accepts
 
 HOOK_HOST = "hooks.example.test"
 FAR_FUTURE = int(time.time()) + 30 * 86400
@@ -93,7 +92,7 @@ async def daemon(dsn: str, **kwargs: Any) -> AsyncIterator[Service]:
     """A daemon with a resolver or SSL context of the test's choosing."""
     resolver = kwargs.pop("resolver", None)
     ssl_context = kwargs.pop("ssl_context", None)
-    service = Service(itc.test_config(dsn, **kwargs), resolver=resolver, ssl_context=ssl_context)
+    service = Service(itc.daemon_config(dsn, **kwargs), resolver=resolver, ssl_context=ssl_context)
     await service.start()
     try:
         yield service
@@ -181,23 +180,10 @@ async def set_previous_secrets(harness: Harness, ep_id: str, entries: list[Any])
 # --- hex HMAC (receivers from the product docs) --------------------------------------------
 
 
-def salesforce_style_receiver_accepts(secret: str, payload: bytes, signature: str) -> bool:
-    # Verbatim from the receiver example in the product docs.
-    return hmac.compare_digest(
-        hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest(),
-        signature.replace("sha256=", ""),
-    )
-
-
-def aetherflow_receiver_accepts(secret: str, payload: bytes, signature: str) -> bool:
-    expected = hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(signature, expected)
-
-
 @pytest.mark.parametrize(
     ("header_name", "prefix", "accepts"),
     [
-        ("X-SF-Signature", "sha256=", salesforce_style_receiver_accepts),
+        ("X-SF-Signature", "sha256=", spatialflow_receiver_accepts),
         ("X-AetherFlow-Signature", "", aetherflow_receiver_accepts),
     ],
 )

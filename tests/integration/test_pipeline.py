@@ -56,13 +56,13 @@ async def test_service_reports_ready_only_once_started_and_stopping_on_stop(
 
     from daemon.sdnotify import Notifier
     from daemon.service import Service
-    from tests.integration.conftest import test_config
+    from tests.integration.conftest import daemon_config
 
     path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.setblocking(False)
-    service = Service(test_config(db_dsn), notifier=Notifier({"NOTIFY_SOCKET": path}))
+    service = Service(daemon_config(db_dsn), notifier=Notifier({"NOTIFY_SOCKET": path}))
     try:
         with pytest.raises(BlockingIOError):
             sock.recv(4096)  # nothing before start

@@ -4,22 +4,18 @@ rows, migrations, storage parameters, the claim's index, and endpoint deletion."
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
 import pytest
-import pytest_asyncio
 
 from daemon import migrate, sql
 from daemon.endpoints import delete_endpoint, set_enabled
 from daemon.errors import MigrationsPending
 from daemon.service import Service
 from daemon.store import Store, StoreError
-from tests.conftest import dsn_with_database
 from tests.integration import conftest as harness_conf
 from tests.integration.conftest import Harness, Receiver, wait_until
 
@@ -147,19 +143,6 @@ async def test_non_json_payload_and_empty_event_type_are_refused(harness: Harnes
 # -- migrations ----------------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture
-async def bare_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
-    """A database without the webhookd schema (not cloned from the migrated template)."""
-    name = f"webhookd_bare_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(pg_server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield dsn_with_database(pg_server_dsn, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 async def test_migrate_is_idempotent(harness: Harness) -> None:
     assert await migrate.apply_migrations(harness.dsn) == []
     assert await migrate.apply_migrations(harness.dsn) == []
@@ -185,7 +168,7 @@ async def test_concurrent_migrations_on_a_fresh_database_apply_the_schema_once(
 async def test_service_refuses_a_bare_database_unless_asked_to_migrate(
     bare_dsn: str, pg_server_dsn: str
 ) -> None:
-    service = Service(harness_conf.test_config(bare_dsn))
+    service = Service(harness_conf.daemon_config(bare_dsn))
     with pytest.raises(MigrationsPending, match="webhookd migrate") as pending:
         await service.start()
     assert pending.value.pending == [v for v, _ in sql.migrations()]
@@ -202,7 +185,7 @@ async def test_service_refuses_a_bare_database_unless_asked_to_migrate(
     finally:
         await admin.close()
 
-    service = Service(harness_conf.test_config(bare_dsn), migrate_schema=True)
+    service = Service(harness_conf.daemon_config(bare_dsn), migrate_schema=True)
     await service.start()
     try:
         assert await service.readiness() == (True, "ready")

@@ -7,24 +7,7 @@ import random
 import pytest
 
 from daemon.ratelimit import Rate, TokenBucket, default_burst, parse_rate
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now_s: float = 1000.0) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+from tests.unit.conftest import FakeClock
 
 
 @pytest.mark.parametrize(

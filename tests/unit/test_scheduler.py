@@ -10,30 +10,11 @@ import asyncio
 import random
 from dataclasses import replace
 
-import pytest
-
 from daemon.models import Delivery, Endpoint
 from daemon.scheduler import CLAIM_HORIZON_S, Limits, Scheduler
+from tests.unit.conftest import FakeClock
 
 NOTHING_S = 0.1  # how long next() must stay blocked to count as "nothing may start"
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, now_s: float = 1000.0) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def endpoint(ep_id: str, **kw: object) -> Endpoint:

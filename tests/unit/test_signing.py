@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import re
 import time
 
@@ -23,6 +21,7 @@ from daemon.signing import (
     parse_signature_option,
     validate_secret,
 )
+from tests.receivers import aetherflow_receiver_accepts, spatialflow_receiver_accepts
 
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SPEC_MSG_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
@@ -34,20 +33,6 @@ BODY = b'{"type": "invoice.paid", "data": {"id": "in_1", "amount": 4200}}'
 STANDARD = SignatureSpec()
 SPATIALFLOW = SignatureSpec(scheme="hmac-sha256-hex", header="X-SF-Signature", prefix="sha256=")
 AETHERFLOW = SignatureSpec(scheme="hmac-sha256-hex", header="X-AetherFlow-Signature")
-
-
-def spatialflow_receiver_accepts(secret: str, payload: bytes, signature: str) -> bool:
-    """SpatialFlow's documented receiver check, verbatim apart from the parameters."""
-    return hmac.compare_digest(
-        hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest(),
-        signature.replace("sha256=", ""),
-    )
-
-
-def aetherflow_receiver_accepts(secret: str, payload: bytes, signature: str) -> bool:
-    """AetherFlow's documented receiver check: a bare hex digest, no prefix."""
-    expected = hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(signature, expected)
 
 
 def sign_now(signer: StandardSigner, body: bytes = BODY) -> dict[str, str]:
