@@ -121,6 +121,11 @@ def _endpoint_parsers(parser: argparse.ArgumentParser, common: _Parser) -> None:
         p = sub.add_parser(name, help=f"{name} an endpoint", parents=parents)
         p.add_argument("endpoint_id")
         p.add_argument("--json", action="store_true")
+    rot = sub.add_parser("rotate-secret", help="new secret, old one still signed", parents=parents)
+    rot.add_argument("endpoint_id")
+    rot.add_argument("--grace", type=_option(parse_duration, "--grace"), help="default 24h")
+    rot.add_argument("--secret", help="the new secret (default: generated)")
+    rot.add_argument("--json", action="store_true")
     dis = sub.add_parser(
         "disable", help="disable an endpoint (its deliveries wait)", parents=parents
     )
@@ -221,6 +226,7 @@ async def cmd_endpoint(args: argparse.Namespace, config: Config) -> int:
         "enable": _endpoint_enable,
         "disable": _endpoint_disable,
         "delete": _endpoint_delete,
+        "rotate-secret": _endpoint_rotate,
     }
     async with _store(config) as store:
         await migrate.require_current(store)
@@ -311,6 +317,20 @@ async def _endpoint_enable(store: Store, args: argparse.Namespace, _config: Conf
 async def _endpoint_disable(store: Store, args: argparse.Namespace, _config: Config) -> int:
     await endpoints.set_enabled(store, args.endpoint_id, False, args.reason)
     _print({"id": args.endpoint_id, "enabled": False}, args.json, f"disabled {args.endpoint_id}")
+    return 0
+
+
+async def _endpoint_rotate(store: Store, args: argparse.Namespace, config: Config) -> int:
+    grace_s = config.signing.rotation_grace_s if args.grace is None else args.grace
+    secret = await endpoints.rotate_secret(
+        store, args.endpoint_id, grace_s=grace_s, new_secret=args.secret
+    )
+    until = format_duration(round(grace_s))
+    _print(
+        {"id": args.endpoint_id, "secret": secret, "previous_valid_for": until},
+        args.json,
+        f"secret: {secret}\n(the previous secret is still signed for {until})",
+    )
     return 0
 
 

@@ -138,7 +138,9 @@ def endpoint_from_record(rec: Record, now_s: float | None = None) -> Endpoint:
     """Row -> Endpoint, keeping only previous secrets still inside their grace."""
     now_s = time.time() if now_s is None else now_s
     previous = tuple(
-        p["secret"] for p in _json(rec["previous_secrets"]) if float(p["expires_at"]) > now_s
+        (str(p["secret"]), float(p["expires_at"]))
+        for p in _json(rec["previous_secrets"])
+        if float(p["expires_at"]) > now_s
     )
     schedule = rec["retry_schedule_ms"]
     return Endpoint(
@@ -187,6 +189,23 @@ async def set_enabled(
 ) -> None:
     if await store.fetchval("endpoint_set_enabled", endpoint_id, enabled, reason) is None:
         raise NotFound("endpoint", endpoint_id)
+
+
+async def rotate_secret(
+    store: Store, endpoint_id: str, *, grace_s: float, new_secret: str | None = None
+) -> str:
+    """New secret for an endpoint; the old one is still signed alongside for `grace_s`."""
+    rec = await get_endpoint(store, endpoint_id)
+    spec = SignatureSpec(rec["signature_scheme"], rec["signature_header"], rec["signature_prefix"])
+    secret = new_secret if new_secret is not None else generate_secret()
+    try:
+        validate_secret(spec, secret)
+    except ValueError as exc:
+        raise ConfigError("--secret", str(exc)) from exc
+    expires_at = time.time() + grace_s
+    if await store.fetchval("endpoint_rotate_secret", endpoint_id, secret, expires_at) is None:
+        raise NotFound("endpoint", endpoint_id)
+    return secret
 
 
 async def delete_endpoint(store: Store, endpoint_id: str) -> int:

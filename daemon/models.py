@@ -34,7 +34,8 @@ class Endpoint:
     url: str
     enabled: bool
     secret: str
-    previous_secrets: tuple[str, ...] = ()  # still within their rotation grace
+    # (secret, unix time its rotation grace ends): signed alongside `secret` until then
+    previous_secrets: tuple[tuple[str, float], ...] = ()
     signature: SignatureSpec = field(default_factory=SignatureSpec)
     headers: tuple[tuple[str, str], ...] = ()
     rate_per_s: float | None = None  # None: the configured default applies

@@ -24,17 +24,21 @@ log = structlog.get_logger("webhookd.worker")
 
 
 class SignerCache:
-    """One signer per endpoint version (building HMAC state once, not per message)."""
+    """One signer per endpoint and set of live secrets (HMAC state built once, not per
+    message); a previous secret drops out the moment its rotation grace ends."""
 
-    def __init__(self) -> None:
-        self._signers: dict[str, tuple[Endpoint, Signer]] = {}
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._signers: dict[str, tuple[Endpoint, tuple[str, ...], Signer]] = {}
 
     def get(self, endpoint: Endpoint) -> Signer:
+        now_s = self._clock()
+        secrets = (endpoint.secret, *(s for s, until in endpoint.previous_secrets if until > now_s))
         cached = self._signers.get(endpoint.id)
-        if cached is not None and cached[0] == endpoint:
-            return cached[1]
-        signer = make_signer(endpoint.signature, (endpoint.secret, *endpoint.previous_secrets))
-        self._signers[endpoint.id] = (endpoint, signer)
+        if cached is not None and cached[0] == endpoint and cached[1] == secrets:
+            return cached[2]
+        signer = make_signer(endpoint.signature, secrets)
+        self._signers[endpoint.id] = (endpoint, secrets, signer)
         return signer
 
 

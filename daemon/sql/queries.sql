@@ -189,3 +189,23 @@ UPDATE webhookd.deliveries
 SET status = 'failed', locked_until = NULL, locked_by = NULL, last_error = $2,
     updated_at = now(), finished_at = now()
 WHERE endpoint_id = $1 AND status IN ('pending', 'delivering');
+
+-- name: endpoint_rotate_secret
+-- Replace the secret; the old one keeps being signed until $3 (unix seconds). At most ten
+-- previous secrets are kept, newest first; expired ones are dropped.
+UPDATE webhookd.endpoints e
+SET previous_secrets = (
+        SELECT coalesce(jsonb_agg(p ORDER BY (p ->> 'expires_at')::float8 DESC), '[]'::jsonb)
+        FROM (
+            SELECT p
+            FROM jsonb_array_elements(
+                     jsonb_build_array(jsonb_build_object('secret', e.secret, 'expires_at', $3::float8))
+                     || e.previous_secrets) AS p
+            WHERE (p ->> 'expires_at')::float8 > extract(epoch FROM now())
+            ORDER BY (p ->> 'expires_at')::float8 DESC
+            LIMIT 10
+        ) kept
+    ),
+    secret = $2, version = version + 1, updated_at = now()
+WHERE e.id = $1 AND e.deleted_at IS NULL
+RETURNING e.id;

@@ -473,3 +473,25 @@ async def test_run_delivers_logs_json_and_stops_cleanly_on_signal(
     names = [e["event"] for e in events]
     assert names[-1] == "service.stopped"
     assert names.index("service.stopping") < names.index("service.stopped")
+
+
+async def test_rotate_secret_prints_the_new_secret_and_keeps_the_old_one_for_the_grace(
+    cli: Cli, conn: asyncpg.Connection
+) -> None:
+    ep_id = await cli.add("https://example.com/hook")
+    old = await conn.fetchval("SELECT secret FROM webhookd.endpoints WHERE id = $1", ep_id)
+    rotated, bad = await asyncio.gather(
+        cli("endpoint", "rotate-secret", ep_id, "--grace", "2h", "--json"),
+        cli("endpoint", "rotate-secret", ep_id, "--grace", "soon"),
+    )
+    assert rotated.code == 0, rotated.err
+    new = rotated.json()["secret"]
+    assert new.startswith("whsec_") and new != old
+    assert rotated.json()["previous_valid_for"] == "2h"
+    row = await conn.fetchrow(
+        "SELECT secret, previous_secrets FROM webhookd.endpoints WHERE id = $1", ep_id
+    )
+    assert row["secret"] == new
+    [previous] = orjson.loads(row["previous_secrets"])
+    assert previous["secret"] == old
+    assert bad.code == 2 and len(bad.err_lines) == 1 and "--grace" in bad.err
