@@ -13,19 +13,20 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 import orjson
 import structlog
 
-from daemon import __version__, endpoints, migrate
+from daemon import __version__, endpoints, migrate, roles
 from daemon.config import Config, config_as_dict, load_config
 from daemon.errors import ConfigError, WebhookdError
 from daemon.logs import configure_logging
 from daemon.ratelimit import format_rate, parse_rate
 from daemon.retry import format_duration, format_schedule, parse_duration, parse_schedule
+from daemon.secretbox import SecretBox, generate_key, is_sealed
 from daemon.service import Service
 from daemon.signing import parse_signature_option
 from daemon.store import Store
@@ -81,7 +82,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", help="validate the configuration and print it", parents=[common])
     endpoint = sub.add_parser("endpoint", help="manage endpoints", parents=[common])
     _endpoint_parsers(endpoint, common)
+    secrets = sub.add_parser("secrets", help="encryption of secrets at rest", parents=[common])
+    _secrets_parsers(secrets, common)
+    grants = sub.add_parser(
+        "roles-sql", help="print the least-privilege GRANT statements", parents=[common]
+    )
+    grants.add_argument("--app-role", default=roles.DEFAULT_APP_ROLE, help="the enqueueing role")
+    grants.add_argument("--daemon-role", default=roles.DEFAULT_DAEMON_ROLE, help="runs the daemon")
     return parser
+
+
+def _secrets_parsers(parser: argparse.ArgumentParser, common: _Parser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    reencrypt = sub.add_parser(
+        "reencrypt",
+        help="encrypt every endpoint secret and header value with the first WEBHOOKD_SECRET_KEYS"
+        " key (plaintext ones and ones under an older key)",
+        parents=[common],
+    )
+    reencrypt.add_argument("--batch-size", type=_option(_positive_int, "--batch-size"), default=100)
+    reencrypt.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    reencrypt.add_argument("--json", action="store_true")
+    sub.add_parser("generate-key", help="print a new random key", parents=[common])
 
 
 def _endpoint_parsers(parser: argparse.ArgumentParser, common: _Parser) -> None:
@@ -141,6 +163,11 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config, os.environ)
 
 
+def _secret_box() -> SecretBox:
+    """Keys from WEBHOOKD_SECRET_KEYS (not a config key: it stays out of files and output)."""
+    return SecretBox.from_env(os.environ)
+
+
 def database_url(config: Config) -> str:
     """The configured URL, or the embedded server's (started if needed)."""
     if config.database.url:
@@ -185,8 +212,9 @@ def _print(data: Any, as_json: bool, text: str) -> None:
 
 
 async def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    box = _secret_box()
     config = replace(config, database=replace(config.database, url=database_url(config)))
-    service = Service(config, migrate_schema=args.migrate)
+    service = Service(config, migrate_schema=args.migrate, secret_box=box)
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -213,6 +241,7 @@ async def cmd_migrate(_args: argparse.Namespace, config: Config) -> int:
 
 
 async def cmd_check_config(_args: argparse.Namespace, config: Config) -> int:
+    _secret_box()  # refuses malformed keys
     sys.stdout.write(orjson.dumps(config_as_dict(config), option=orjson.OPT_INDENT_2).decode())
     sys.stdout.write("\nconfiguration ok\n")
     return 0
@@ -250,7 +279,7 @@ async def _endpoint_add(store: Store, args: argparse.Namespace, config: Config) 
         id=args.id,
     )
     ep_id, secret = await endpoints.add_endpoint(
-        store, spec, allow_http=config.delivery.allow_insecure_http
+        store, spec, allow_http=config.delivery.allow_insecure_http, box=_secret_box()
     )
     text = f"id:     {ep_id}\nsecret: {secret}"
     _print({"id": ep_id, "secret": secret, "url": args.url}, args.json, text)
@@ -301,8 +330,12 @@ async def _endpoint_list(store: Store, args: argparse.Namespace, _config: Config
 
 
 async def _endpoint_show(store: Store, args: argparse.Namespace, _config: Config) -> int:
+    box = _secret_box()
     rec = await endpoints.get_endpoint(store, args.endpoint_id)
-    view = endpoint_view(rec) | {"secret": rec["secret"]}
+    view = endpoint_view(rec) | {
+        "secret": box.open(rec["secret"], f"endpoint {rec['id']} secret"),
+        "secret_at_rest": "encrypted" if is_sealed(rec["secret"]) else "plaintext",
+    }
     text = "\n".join(f"{k:<16} {_human(v)}" for k, v in view.items())
     _print(view, args.json, text)
     return 0
@@ -323,7 +356,7 @@ async def _endpoint_disable(store: Store, args: argparse.Namespace, _config: Con
 async def _endpoint_rotate(store: Store, args: argparse.Namespace, config: Config) -> int:
     grace_s = config.signing.rotation_grace_s if args.grace is None else args.grace
     secret = await endpoints.rotate_secret(
-        store, args.endpoint_id, grace_s=grace_s, new_secret=args.secret
+        store, args.endpoint_id, grace_s=grace_s, new_secret=args.secret, box=_secret_box()
     )
     until = format_duration(round(grace_s))
     _print(
@@ -344,11 +377,39 @@ async def _endpoint_delete(store: Store, args: argparse.Namespace, _config: Conf
     return 0
 
 
+async def cmd_secrets(args: argparse.Namespace, config: Config) -> int:
+    if args.action == "generate-key":
+        print(generate_key())
+        return 0
+    box = _secret_box()
+    async with _store(config) as store:
+        await migrate.require_current(store)
+        report = await endpoints.reencrypt_secrets(
+            store, box, batch_size=args.batch_size, dry_run=args.dry_run
+        )
+    verb = "would update" if args.dry_run else "updated"
+    text = (
+        f"endpoints: {report.endpoints}, {verb}: {report.updated}"
+        f" (values encrypted: {report.encrypted}, re-encrypted with the current key:"
+        f" {report.rekeyed}, already current: {report.current})"
+        + (f"; {report.skipped} malformed endpoint rows skipped" if report.skipped else "")
+    )
+    _print(asdict(report) | {"dry_run": args.dry_run}, args.json, text)
+    return 0
+
+
+async def cmd_roles_sql(args: argparse.Namespace, _config: Config) -> int:
+    sys.stdout.write(roles.roles_sql(args.app_role, args.daemon_role))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Config], Awaitable[int]]] = {
     "run": cmd_run,
     "migrate": cmd_migrate,
     "check-config": cmd_check_config,
     "endpoint": cmd_endpoint,
+    "secrets": cmd_secrets,
+    "roles-sql": cmd_roles_sql,
 }
 
 

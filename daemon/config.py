@@ -70,6 +70,9 @@ class OutboxConfig:
     lease_margin_s: float = 30.0
     listen: bool = True
     instance_id: str = field(default_factory=default_instance_id)
+    # A dead-lettered delivery with an ordering key: "skip" lets later ones of the key go on,
+    # "block" holds them until it is replayed or requeued.
+    ordering_on_dead_letter: str = "skip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,16 @@ class RateLimitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """[breaker]: pause an endpoint whose recent attempts mostly fail, then probe it."""
+
+    enabled: bool = True
+    window: int = 20  # attempts looked at
+    failure_ratio: float = 0.7  # share of them failing that opens the breaker
+    cooldown_s: float = 30.0  # first pause; doubles (up to 16x) while probes keep failing
+
+
+@dataclass(frozen=True, slots=True)
 class SigningConfig:
     """[signing]: how long a replaced secret keeps signing alongside the new one."""
 
@@ -142,6 +155,7 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
     signing: SigningConfig = field(default_factory=SigningConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -410,6 +424,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
         "lease_margin": _one("lease_margin_s", _DURATION, format_duration),
         "listen": _one("listen", _boolean),
         "instance_id": _defaulted("instance_id"),
+        "ordering_on_dead_letter": _one("ordering_on_dead_letter", _choice("skip", "block")),
     }),
     "delivery": (DeliveryConfig, {
         "concurrency": _one("concurrency", _integer(1, 10_000)),
@@ -431,6 +446,12 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
         "default_rate": _one("default_rate_per_s", _rate_per_s, _format_rate),
         "default_burst": _one("default_burst", _integer(0, 1_000_000)),
         "max_retry_after": _one("max_retry_after_s", _DURATION, format_duration),
+    }),
+    "breaker": (BreakerConfig, {
+        "enabled": _one("enabled", _boolean),
+        "window": _one("window", _integer(1, 1000)),
+        "failure_ratio": _one("failure_ratio", _fraction),
+        "cooldown": _one("cooldown_s", _POSITIVE_DURATION, format_duration),
     }),
     "signing": (SigningConfig, {
         "rotation_grace": _one("rotation_grace_s", _DURATION, format_duration),

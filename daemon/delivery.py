@@ -178,6 +178,8 @@ class Deliverer:
             status, body, retry_after = await self._post(endpoint, delivery, signer, timeout_s)
         except Exception as exc:  # every failure is a recorded attempt, never a crash
             error_class, text = classify_exception(exc)
+            if error_class == "timeout":  # str(TimeoutError()) is empty: say what ran out
+                text = f"no complete response within {timeout_s:g}s"
             return AttemptResult(started, time.monotonic() - t0, None, error_class, text)
         duration = time.monotonic() - t0
         if 200 <= status < 300:

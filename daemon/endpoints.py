@@ -1,7 +1,8 @@
 """Endpoints: validating what an operator asks for, and turning rows into `Endpoint`s.
 
-Admin operations (add, list, enable, disable, delete) live here so that the CLI only
-parses and prints; the daemon uses `load_endpoints` for its cache.
+Admin operations (add, list, enable, disable, delete, re-encryption) live here so that the
+CLI only parses and prints; the daemon uses `load_endpoints` for its cache. Secrets and header
+values go through a `SecretBox` on the way in and out (stored encrypted when keys are set).
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+import structlog
 
 from daemon.errors import ConfigError, NotFound
 from daemon.models import Endpoint, SignatureSpec
+from daemon.secretbox import PLAINTEXT, PREFIX, SecretBox, SecretKeyError, is_sealed
 from daemon.signing import generate_secret, validate_secret
 from daemon.store import Record, Store
+
+log = structlog.get_logger("webhookd.endpoints")
 
 _RESERVED_HEADERS = frozenset(
     {
@@ -87,6 +92,8 @@ def check_header(name: str, value: str) -> None:
         raise ConfigError("--header", f"{name} is set by webhookd and cannot be overridden")
     if "\r" in value or "\n" in value or "\0" in value:
         raise ConfigError("--header", f"value of {name} contains a control character")
+    if is_sealed(value):
+        raise ConfigError("--header", f"value of {name} must not start with {PREFIX!r} (reserved)")
 
 
 def validate_spec(spec: EndpointSpec, *, allow_http: bool) -> None:
@@ -103,14 +110,23 @@ def validate_spec(spec: EndpointSpec, *, allow_http: bool) -> None:
     if spec.timeout_s is not None and not 0 < spec.timeout_s <= 600:
         raise ConfigError("--timeout", "must be between 1ms and 10m")
     if spec.secret is not None:
-        try:
-            validate_secret(spec.signature, spec.secret)
-        except ValueError as exc:
-            raise ConfigError("--secret", str(exc)) from exc
+        _check_secret(spec.signature, spec.secret)
 
 
-async def add_endpoint(store: Store, spec: EndpointSpec, *, allow_http: bool) -> tuple[str, str]:
-    """Create an endpoint; returns (id, secret)."""
+def _check_secret(signature: SignatureSpec, secret: str) -> None:
+    try:
+        validate_secret(signature, secret)
+    except ValueError as exc:
+        raise ConfigError("--secret", str(exc)) from exc
+    if is_sealed(secret):
+        # A plaintext that looks sealed would be read back as ciphertext.
+        raise ConfigError("--secret", f"must not start with {PREFIX!r} (reserved)")
+
+
+async def add_endpoint(
+    store: Store, spec: EndpointSpec, *, allow_http: bool, box: SecretBox = PLAINTEXT
+) -> tuple[str, str]:
+    """Create an endpoint; returns (id, secret in clear). Stored sealed when `box` has keys."""
     validate_spec(spec, allow_http=allow_http)
     secret = spec.secret if spec.secret is not None else generate_secret()
     endpoint_id = await store.fetchval(
@@ -120,11 +136,11 @@ async def add_endpoint(store: Store, spec: EndpointSpec, *, allow_http: bool) ->
         spec.url,
         spec.description,
         list(spec.event_types),
-        secret,
+        box.seal(secret),
         spec.signature.scheme,
         spec.signature.header,
         spec.signature.prefix,
-        orjson.dumps([list(h) for h in spec.headers]).decode(),
+        orjson.dumps([[name, box.seal(value)] for name, value in spec.headers]).decode(),
         spec.rate_per_s,
         spec.burst,
         spec.max_in_flight,
@@ -134,11 +150,14 @@ async def add_endpoint(store: Store, spec: EndpointSpec, *, allow_http: bool) ->
     return str(endpoint_id), secret
 
 
-def endpoint_from_record(rec: Record, now_s: float | None = None) -> Endpoint:
-    """Row -> Endpoint, keeping only previous secrets still inside their grace."""
+def endpoint_from_record(
+    rec: Record, now_s: float | None = None, *, box: SecretBox = PLAINTEXT
+) -> Endpoint:
+    """Row -> Endpoint with secrets in clear, keeping only previous secrets inside their grace."""
     now_s = time.time() if now_s is None else now_s
+    what = f"endpoint {rec['id']}"
     previous = tuple(
-        (str(p["secret"]), float(p["expires_at"]))
+        (box.open(str(p["secret"]), f"{what} previous secret"), float(p["expires_at"]))
         for p in _json(rec["previous_secrets"])
         if float(p["expires_at"]) > now_s
     )
@@ -148,12 +167,15 @@ def endpoint_from_record(rec: Record, now_s: float | None = None) -> Endpoint:
         tenant_id=rec["tenant_id"],
         url=rec["url"],
         enabled=rec["enabled"],
-        secret=rec["secret"],
+        secret=box.open(rec["secret"], f"{what} secret"),
         previous_secrets=previous,
         signature=SignatureSpec(
             rec["signature_scheme"], rec["signature_header"], rec["signature_prefix"]
         ),
-        headers=tuple((str(h[0]), str(h[1])) for h in _json(rec["headers"])),
+        headers=tuple(
+            (name, box.open(value, f"{what} header {name}"))
+            for name, value in _header_pairs(rec["headers"])
+        ),
         rate_per_s=rec["rate_per_s"],
         burst=rec["burst"],
         max_in_flight=rec["max_in_flight"],
@@ -168,9 +190,37 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-async def load_endpoints(store: Store) -> list[Endpoint]:
+def _header_pairs(value: Any) -> list[list[str]]:
+    """The headers column, checked: an object or bare strings (a row written by hand) would
+    otherwise be read as pairs of characters. The message never repeats a value."""
+    pairs = _json(value)
+    if not isinstance(pairs, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in pairs
+    ):
+        raise ValueError('headers is not a JSON list of ["Name", "value"] pairs')
+    return pairs
+
+
+async def load_endpoints(
+    store: Store, box: SecretBox, *, skip_unreadable: bool = False
+) -> list[Endpoint]:
+    """Every live endpoint with secrets in clear. One whose secrets cannot be decrypted raises
+    `SecretKeyError`, or with `skip_unreadable` (a running daemon's reload) is left out and
+    logged: its deliveries wait rather than the whole daemon stopping."""
     now_s = time.time()
-    return [endpoint_from_record(r, now_s) for r in await store.fetch("load_endpoints")]
+    loaded = []
+    for rec in await store.fetch("load_endpoints"):
+        try:
+            loaded.append(endpoint_from_record(rec, now_s, box=box))
+        except SecretKeyError as exc:
+            if not skip_unreadable:
+                raise
+            log.error("endpoints.secrets_unreadable", endpoint=rec["id"], error=str(exc))
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            # A malformed row (written by SQL) must not stop every other endpoint loading, at
+            # start-up (a crash loop) or on reload: it is left out and its deliveries wait.
+            log.error("endpoints.invalid", endpoint=rec["id"], error=f"{type(exc).__name__}: {exc}")
+    return loaded
 
 
 async def get_endpoint(store: Store, endpoint_id: str) -> Record:
@@ -192,18 +242,22 @@ async def set_enabled(
 
 
 async def rotate_secret(
-    store: Store, endpoint_id: str, *, grace_s: float, new_secret: str | None = None
+    store: Store,
+    endpoint_id: str,
+    *,
+    grace_s: float,
+    new_secret: str | None = None,
+    box: SecretBox = PLAINTEXT,
 ) -> str:
-    """New secret for an endpoint; the old one is still signed alongside for `grace_s`."""
+    """New secret for an endpoint; the old one is still signed alongside for `grace_s`.
+    (The old one moves to previous_secrets in its stored form, sealed or not.)"""
     rec = await get_endpoint(store, endpoint_id)
     spec = SignatureSpec(rec["signature_scheme"], rec["signature_header"], rec["signature_prefix"])
     secret = new_secret if new_secret is not None else generate_secret()
-    try:
-        validate_secret(spec, secret)
-    except ValueError as exc:
-        raise ConfigError("--secret", str(exc)) from exc
+    _check_secret(spec, secret)
     expires_at = time.time() + grace_s
-    if await store.fetchval("endpoint_rotate_secret", endpoint_id, secret, expires_at) is None:
+    stored = box.seal(secret)
+    if await store.fetchval("endpoint_rotate_secret", endpoint_id, stored, expires_at) is None:
         raise NotFound("endpoint", endpoint_id)
     return secret
 
@@ -215,3 +269,83 @@ async def delete_endpoint(store: Store, endpoint_id: str) -> int:
             raise NotFound("endpoint", endpoint_id)
         status = await tx.execute("endpoint_fail_open", endpoint_id, "endpoint deleted")
     return int(status.split()[-1])
+
+
+@dataclass
+class ReencryptReport:
+    """What `reencrypt_secrets` did, counted per endpoint and per stored value."""
+
+    endpoints: int = 0  # live endpoints looked at
+    updated: int = 0  # endpoints rewritten
+    encrypted: int = 0  # plaintext values now sealed
+    rekeyed: int = 0  # sealed values moved to the current key
+    current: int = 0  # sealed values already under the current key
+    skipped: int = 0  # malformed rows, left as they are (logged as endpoints.invalid)
+
+
+async def reencrypt_secrets(
+    store: Store, box: SecretBox, *, batch_size: int = 100, dry_run: bool = False
+) -> ReencryptReport:
+    """Seal every endpoint's secrets and header values with the current (first) key: plaintext
+    ones are encrypted, ones under an older key re-encrypted. One transaction per batch, rows
+    locked so a concurrent rotate-secret waits; running it again changes nothing."""
+    if not box.enabled:
+        raise SecretKeyError("not set: re-encrypting needs at least one key")
+    report = ReencryptReport()
+    after = ""
+    while True:
+        async with store.transaction() as tx:
+            rows = await tx.fetch("endpoint_secrets_batch", after, batch_size)
+            changed = [c for r in rows if (c := _resealed_or_skipped(r, box, report)) is not None]
+            if changed and not dry_run:
+                await tx.execute("endpoint_secrets_update", *map(list, zip(*changed, strict=True)))
+        report.endpoints += len(rows)
+        report.updated += len(changed)
+        if len(rows) < batch_size:
+            return report
+        after = rows[-1]["id"]
+
+
+def _resealed_or_skipped(
+    rec: Record, box: SecretBox, report: ReencryptReport
+) -> tuple[str, ...] | None:
+    tally = ReencryptReport()
+    try:
+        resealed = _resealed(rec, box, tally)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        log.error("endpoints.invalid", endpoint=rec["id"], error=f"{type(exc).__name__}: {exc}")
+        report.skipped += 1
+        return None
+    report.encrypted += tally.encrypted
+    report.rekeyed += tally.rekeyed
+    report.current += tally.current
+    return resealed
+
+
+def _resealed(rec: Record, box: SecretBox, tally: ReencryptReport) -> tuple[str, ...] | None:
+    """(id, secret, previous_secrets json, headers json) sealed with the current key, or None
+    when every value already is; counts this row's values in `tally`."""
+    what = f"endpoint {rec['id']}"
+
+    def reseal(stored: str, name: str) -> str:
+        new = box.reseal(stored, f"{what} {name}")
+        if new is None:
+            tally.current += 1
+            return stored
+        if is_sealed(stored):
+            tally.rekeyed += 1
+        else:
+            tally.encrypted += 1
+        return new
+
+    secret = reseal(rec["secret"], "secret")
+    previous = [
+        p | {"secret": reseal(str(p["secret"]), "previous secret")}
+        for p in _json(rec["previous_secrets"])
+    ]
+    headers = [
+        [name, reseal(value, f"header {name}")] for name, value in _header_pairs(rec["headers"])
+    ]
+    if tally.encrypted + tally.rekeyed == 0:
+        return None
+    return rec["id"], secret, orjson.dumps(previous).decode(), orjson.dumps(headers).decode()

@@ -63,6 +63,27 @@ class Metrics:
             "Endpoint pauses caused by 429/503 Retry-After",
             registry=r,
         )
+        self.breaker_transitions = Counter(
+            "webhookd_circuit_breaker_transitions_total",
+            "Endpoint circuit breakers opening (cool-down) and closing (probe succeeded)",
+            ["state"],
+            registry=r,
+        )
+        self.breakers_open = Gauge(
+            "webhookd_circuit_breakers_open",
+            "Endpoints whose circuit breaker is open or probing",
+            registry=r,
+        )
+        self.endpoint_breaker = (
+            Gauge(
+                "webhookd_endpoint_circuit_state",
+                "Circuit breaker per endpoint: 0 closed, 1 open, 2 half-open (probing)",
+                ["endpoint"],
+                registry=r,
+            )
+            if per_endpoint
+            else None
+        )
         self.dead_letters = Counter(
             "webhookd_dead_letters_total", "Deliveries moved to the dead-letter state", registry=r
         )

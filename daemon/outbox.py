@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 import structlog
 
 from daemon.errors import DatabaseUnavailable
 from daemon.models import Delivery, Endpoint
-from daemon.scheduler import CLAIM_HORIZON_S, Scheduler
+from daemon.scheduler import Scheduler
 from daemon.store import Listener, Store
 
 log = structlog.get_logger("webhookd.outbox")
@@ -26,6 +26,8 @@ OUTBOX_CHANNEL = "webhookd_outbox"
 ENDPOINTS_CHANNEL = "webhookd_endpoints"
 ENDPOINT_REFRESH_S = 30.0
 RESCUE_EVERY_S = 5.0
+RECHECK_S = 0.5  # due work that a shared limit held back: look again this soon
+MIN_WAIT_S = 0.005  # never claim in a tighter loop than this
 
 
 class Claimer:
@@ -38,6 +40,7 @@ class Claimer:
         *,
         instance: str,
         lease_s: Callable[[], float],
+        dead_letters_block: bool = False,
         poll_interval_s: float,
         load_endpoints: Callable[[], Awaitable[list[Endpoint]]] | None = None,
         on_orphans: Callable[[list[Delivery]], None] | None = None,
@@ -48,6 +51,7 @@ class Claimer:
         self._scheduler = scheduler
         self._instance = instance
         self._lease_s = lease_s
+        self._dead_letters_block = dead_letters_block
         self._poll_s = poll_interval_s
         self._load_endpoints = load_endpoints
         self._on_orphans = on_orphans or (lambda _d: None)
@@ -128,48 +132,50 @@ class Claimer:
         capacity = self._scheduler.capacity()
         if capacity <= 0:
             return None
-        ids, quotas = self._scheduler.quotas(capacity)
-        if not ids:
-            return await self._next_due_s(ids)
-        rows = await self._store.fetch(
-            "claim", ids, quotas, capacity, self._lease_s(), self._instance
-        )
-        claimed = [Delivery.from_record(r) for r in rows]
-        self._on_claim(len(claimed))
-        orphans = self._scheduler.submit(claimed)
-        if orphans:
-            self._on_orphans(orphans)
-        again_s = self._after_claim(claimed, ids, quotas, capacity)
-        return again_s if again_s is not None else await self._next_due_s(ids)
-
-    def _after_claim(
-        self, claimed: Sequence[Delivery], ids: list[str], quotas: list[int], capacity: int
-    ) -> float | None:
-        """0 to claim again at once, a delay when an endpoint may have more, else None."""
+        quotas = self._scheduler.quotas(capacity)
+        claimed: list[Delivery] = []
+        if quotas:
+            rows = await self._store.fetch(
+                "claim",
+                quotas.ids,
+                quotas.counts,
+                capacity,
+                self._lease_s(),
+                self._instance,
+                quotas.rates_per_s,
+                quotas.bursts,
+                quotas.max_in_flight,
+                self._dead_letters_block,
+            )
+            claimed = [Delivery.from_record(r) for r in rows]
+            self._on_claim(len(claimed))
+            orphans = self._scheduler.submit(claimed)
+            if orphans:
+                self._on_orphans(orphans)
         if len(claimed) >= capacity:
             return 0.0 if self._scheduler.capacity() > 0 else None
-        per_endpoint: dict[str, int] = {}
-        for d in claimed:
-            per_endpoint[d.endpoint_id] = per_endpoint.get(d.endpoint_id, 0) + 1
-        if any(per_endpoint.get(i, 0) >= q for i, q in zip(ids, quotas, strict=True)):
-            return CLAIM_HORIZON_S / 2  # limited by its quota: more may be waiting
-        return None
+        return await self._next_wake_s(quotas.ids)
 
-    async def _next_due_s(self, ids: list[str]) -> float | None:
-        """Seconds until the earliest pending delivery of `ids` (the endpoints offered a
-        quota) falls due. The others hold all they may (cap, bucket, pause): their backlog is
-        due already, and asking about it made this loop spin every millisecond. An attempt
-        finishing wakes us (hunger); a refilling bucket is looked at within half the horizon."""
-        limited = len(ids) < len(self._scheduler.endpoint_ids())
-        fallback_s = CLAIM_HORIZON_S / 2 if limited else None
-        if not ids:
-            return fallback_s
-        rows = await self._store.fetch("next_due", ids)
-        gaps = [(r["next_at"] - r["db_now"]).total_seconds() for r in rows if r["next_at"]]
-        if not gaps:
-            return fallback_s
-        due_s = max(0.001, float(min(gaps)))
-        return due_s if fallback_s is None else min(due_s, fallback_s)
+    async def _next_wake_s(self, offered: list[str]) -> float | None:
+        """When to claim again, short of a NOTIFY or a finishing attempt (which wake us):
+        the earliest future retry of an endpoint that was offered a quota, or, for one whose
+        due work was not all claimed (its shared bucket was empty, another daemon paused or
+        was claiming it), when it may have a token again. Endpoints held back in this process
+        (pause, empty bucket) are looked at again when that ends; asking the database about
+        their backlog, which is due already, would make this loop spin."""
+        waits = [
+            hint
+            for ep_id in set(self._scheduler.endpoint_ids()) - set(offered)
+            if (hint := self._scheduler.wait_hint(ep_id)) is not None
+        ]
+        if offered:
+            for row in await self._store.fetch("next_due", offered):
+                if row["next_at"] is None:
+                    continue
+                gap_s = float((row["next_at"] - row["db_now"]).total_seconds())
+                hint = self._scheduler.wait_hint(row["endpoint_id"])
+                waits.append(gap_s if gap_s > 0 else hint or RECHECK_S)
+        return max(MIN_WAIT_S, min(waits)) if waits else None
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()

@@ -17,12 +17,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from daemon.breaker import BreakerSettings, CircuitBreaker, State
 from daemon.models import Delivery, Endpoint
 from daemon.ratelimit import TokenBucket, default_burst
-
-# How far ahead a claim may look: a rate-limited endpoint is claimed only for the tokens
-# it will have within this horizon, so its backlog stays in PostgreSQL.
-CLAIM_HORIZON_S = 1.0
 
 
 @dataclass
@@ -34,6 +31,7 @@ class Limits:
     default_rate_per_s: float | None = None
     default_burst: int = 0
     batch_size: int = 100
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
 
 
 @dataclass
@@ -47,6 +45,29 @@ class Lane:
     in_flight: int = 0
     paused_until: float = 0.0  # monotonic time; set by 429/503 Retry-After
     waiting_for_token: bool = False  # the head of the queue is held by the bucket
+    breaker: CircuitBreaker | None = None
+
+
+@dataclass
+class Quotas:
+    """Claim arguments, one entry per endpoint: how many to lease and the shared limits the
+    claim statement enforces (rate and burst, and an explicit max in flight)."""
+
+    ids: list[str] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    rates_per_s: list[float | None] = field(default_factory=list)
+    bursts: list[int | None] = field(default_factory=list)
+    max_in_flight: list[int | None] = field(default_factory=list)
+
+    def add(self, lane: Lane, n: int) -> None:
+        self.ids.append(lane.endpoint.id)
+        self.counts.append(n)
+        self.rates_per_s.append(lane.bucket.rate_per_s if lane.bucket else None)
+        self.bursts.append(lane.bucket.burst if lane.bucket else None)
+        self.max_in_flight.append(lane.endpoint.max_in_flight)
+
+    def __bool__(self) -> bool:
+        return bool(self.ids)
 
 
 class Scheduler:
@@ -110,9 +131,21 @@ class Scheduler:
         cap = endpoint.max_in_flight or self._limits.endpoint_max_in_flight
         cap = min(cap, self._limits.concurrency)
         if lane is None:
-            self._lanes[endpoint.id] = Lane(endpoint, bucket, cap)
+            lane = self._lanes[endpoint.id] = Lane(endpoint, bucket, cap)
         else:
             lane.endpoint, lane.bucket, lane.max_in_flight = endpoint, bucket, cap
+        settings = self._limits.breaker
+        if not settings.enabled:
+            lane.breaker = None
+        elif lane.breaker is None:
+            lane.breaker = CircuitBreaker(settings, self._clock)
+
+    def _cap(self, lane: Lane) -> int:
+        """The lane's in-flight limit now: its cap, or a half-open breaker's single probe."""
+        if lane.breaker is None:
+            return lane.max_in_flight
+        allowed = lane.breaker.allows(lane.in_flight)
+        return lane.max_in_flight if allowed < 0 else lane.in_flight + allowed
 
     def _drop_queue(self, lane: Lane) -> list[Delivery]:
         if lane.queue:
@@ -144,37 +177,50 @@ class Scheduler:
         for ep_id in self._order:
             lane = self._lanes.get(ep_id)
             if lane is not None:
-                total += min(len(lane.queue), max(0, lane.max_in_flight - lane.in_flight))
+                total += min(len(lane.queue), max(0, self._cap(lane) - lane.in_flight))
         return total
 
     def endpoint_ids(self) -> list[str]:
         return [ep_id for ep_id, lane in self._lanes.items() if lane.endpoint.enabled]
 
-    def quotas(self, capacity: int) -> tuple[list[str], list[int]]:
+    def quotas(self, capacity: int) -> Quotas:
         """Per-endpoint claim limits, rotated each call so every endpoint gets first pick."""
-        ids: list[str] = []
-        quotas: list[int] = []
-        for lane in self._lanes.values():
-            n = self._quota(lane, capacity)
-            if n > 0:
-                ids.append(lane.endpoint.id)
-                quotas.append(n)
-        if ids:
-            shift = self._rotation % len(ids)
-            ids, quotas = ids[shift:] + ids[:shift], quotas[shift:] + quotas[:shift]
+        lanes = [(lane, n) for lane in self._lanes.values() if (n := self._quota(lane, capacity))]
+        if lanes:
+            shift = self._rotation % len(lanes)
+            lanes = lanes[shift:] + lanes[:shift]
             self._rotation += 1
-        return ids, quotas
+        quotas = Quotas()
+        for lane, n in lanes:
+            quotas.add(lane, n)
+        return quotas
 
     def _quota(self, lane: Lane, capacity: int) -> int:
-        if not lane.endpoint.enabled:
+        if not lane.endpoint.enabled or lane.paused_until > self._clock():
             return 0
-        if lane.paused_until > self._clock():
-            return 0
-        n = min(capacity, lane.max_in_flight * 2 - lane.in_flight - len(lane.queue))
+        cap = self._cap(lane)
+        n = min(capacity, cap * 2 - lane.in_flight - len(lane.queue))
         if lane.bucket is not None:
-            soon = lane.bucket.available() + lane.bucket.rate_per_s * CLAIM_HORIZON_S
-            n = min(n, math.floor(soon) - len(lane.queue))
+            # The database grants the tokens (shared by every daemon); claim only what can
+            # start at once, so each token is spent within milliseconds of its request and
+            # the bucket holds at the receiver. The local bucket never has fewer tokens than
+            # the shared one, so it only saves probing endpoints that have none.
+            free = self._limits.concurrency - self._in_flight - self._startable()
+            local = math.floor(lane.bucket.available() + 1e-9) - len(lane.queue)
+            n = min(n, free, local, cap - lane.in_flight - len(lane.queue))
         return max(0, n)
+
+    def wait_hint(self, endpoint_id: str) -> float | None:
+        """Seconds until this endpoint may be worth claiming again (pause or token), if known."""
+        lane = self._lanes.get(endpoint_id)
+        if lane is None:
+            return None
+        pause_s = lane.paused_until - self._clock()
+        if pause_s > 0:
+            return pause_s
+        if lane.bucket is not None:
+            return max(lane.bucket.wait_s(), 1.0 / lane.bucket.rate_per_s)
+        return None
 
     def submit(self, deliveries: Iterable[Delivery]) -> list[Delivery]:
         """Queue claimed deliveries; returns those whose endpoint is unknown or disabled."""
@@ -213,7 +259,7 @@ class Scheduler:
             if lane is None or not lane.queue:
                 continue
             self._order.append(ep_id)
-            if lane.in_flight >= lane.max_in_flight:
+            if lane.in_flight >= self._cap(lane):
                 continue
             pause_s = lane.paused_until - self._clock()
             if pause_s > 0:
@@ -235,6 +281,8 @@ class Scheduler:
             self._order.remove(lane.endpoint.id)
         self._queued -= 1
         lane.waiting_for_token = False
+        if lane.breaker is not None:
+            lane.breaker.started()
         lane.in_flight += 1
         self._in_flight += 1
         return lane.endpoint, delivery
@@ -251,6 +299,22 @@ class Scheduler:
         self._changed.set()
         if self.capacity() * 2 >= self._target():
             self.hunger.set()
+
+    def record(self, endpoint_id: str, ok: bool) -> tuple[State | None, float, list[Delivery]]:
+        """Feed an attempt's result to the endpoint's breaker. When it opens, the lane is
+        paused for the cool-down: returns (new state, seconds paused, queued deliveries to
+        give back); otherwise (the state if it changed, 0, [])."""
+        lane = self._lanes.get(endpoint_id)
+        if lane is None or lane.breaker is None:
+            return None, 0.0, []
+        changed = lane.breaker.record(ok)
+        if changed is not State.OPEN:
+            return changed, 0.0, []
+        cooldown_s = lane.breaker.open_for_s()
+        return changed, cooldown_s, self.pause(endpoint_id, cooldown_s)
+
+    def breaker_states(self) -> dict[str, State]:
+        return {ep: lane.breaker.state for ep, lane in self._lanes.items() if lane.breaker}
 
     def pause(self, endpoint_id: str, seconds: float) -> list[Delivery]:
         """Hold an endpoint back (429/503 Retry-After): no new attempts until then.

@@ -18,6 +18,7 @@ import structlog
 from aiohttp.abc import AbstractResolver
 
 from daemon import migrate
+from daemon.breaker import BreakerSettings
 from daemon.config import Config
 from daemon.delivery import Deliverer
 from daemon.endpoints import load_endpoints
@@ -28,6 +29,7 @@ from daemon.outbox import Claimer
 from daemon.recorder import Recorder
 from daemon.scheduler import Limits, Scheduler
 from daemon.sdnotify import Notifier
+from daemon.secretbox import PLAINTEXT, SecretBox
 from daemon.store import Store, StoreError, redact_dsn
 from daemon.worker import Worker
 
@@ -43,6 +45,12 @@ def limits_from(config: Config) -> Limits:
         default_rate_per_s=config.ratelimit.default_rate_per_s,
         default_burst=config.ratelimit.default_burst,
         batch_size=config.outbox.batch_size,
+        breaker=BreakerSettings(
+            enabled=config.breaker.enabled,
+            window=config.breaker.window,
+            failure_ratio=config.breaker.failure_ratio,
+            cooldown_s=config.breaker.cooldown_s,
+        ),
     )
 
 
@@ -57,9 +65,11 @@ class Service:
         resolver: AbstractResolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
         notifier: Notifier | None = None,
+        secret_box: SecretBox = PLAINTEXT,
     ) -> None:
         self.config = config
         self.notifier = notifier or Notifier()
+        self.secret_box = secret_box  # opens endpoint secrets stored encrypted
         self._migrate = migrate_schema
         self._resolver = resolver
         self._ssl = ssl_context
@@ -82,7 +92,7 @@ class Service:
         try:
             await self._check_schema(self.store)
             self._build(self.store)
-            self._endpoints = await load_endpoints(self.store)
+            self._endpoints = await load_endpoints(self.store, self.secret_box)
             self.scheduler.set_endpoints(self._endpoints)
             assert self.deliverer is not None
             await self.deliverer.start()
@@ -141,6 +151,7 @@ class Service:
             self.scheduler,
             instance=self.instance,
             lease_s=self._lease_s,
+            dead_letters_block=cfg.outbox.ordering_on_dead_letter == "block",
             poll_interval_s=cfg.outbox.poll_interval_s,
             load_endpoints=self._reload_endpoints,
             on_orphans=self.release,
@@ -148,7 +159,13 @@ class Service:
             on_db_error=lambda op: self.metrics.db_errors.labels(op).inc(),
         )
         self.worker = Worker(
-            cfg, self.scheduler, self.deliverer, self.recorder, self.metrics, release=self.release
+            cfg,
+            self.scheduler,
+            self.deliverer,
+            self.recorder,
+            self.metrics,
+            release=self.release,
+            share_pause=self.share_pause,
         )
 
     async def _start_health(self) -> None:
@@ -193,7 +210,7 @@ class Service:
 
     async def _reload_endpoints(self) -> list[Endpoint]:
         assert self.store is not None
-        self._endpoints = await load_endpoints(self.store)
+        self._endpoints = await load_endpoints(self.store, self.secret_box, skip_unreadable=True)
         return self._endpoints
 
     def _on_written(self, batch: Sequence[Outcome]) -> None:
@@ -203,20 +220,30 @@ class Service:
             self.claimer.wake_in(min(delays))
 
     def release(self, deliveries: list[Delivery]) -> None:
-        """Give leases back (endpoint disabled, paused, or shutdown) without an attempt."""
-        if not deliveries or self.store is None:
+        """Give leases back (endpoint disabled, paused, or shutdown) without an attempt.
+        If this write fails nothing is lost: the leases expire and are claimed again."""
+        if deliveries:
+            ids = [d.id for d in deliveries]
+            self._background("release", "release", ids, self.instance)
+
+    def share_pause(self, endpoint_id: str, seconds: float) -> None:
+        """Record a Retry-After pause where every daemon's claim sees it."""
+        self._background("pause", "endpoint_pause", endpoint_id, seconds)
+
+    def _background(self, what: str, query: str, *args: Any) -> None:
+        if self.store is None:
             return
-        task = asyncio.create_task(self._release([d.id for d in deliveries]))
+        task = asyncio.create_task(self._execute_quietly(what, query, *args))
         self._side.add(task)
         task.add_done_callback(self._side.discard)
 
-    async def _release(self, ids: list[int]) -> None:
+    async def _execute_quietly(self, what: str, query: str, *args: Any) -> None:
         assert self.store is not None
         try:
-            await self.store.execute("release", ids, self.instance)
+            await self.store.execute(query, *args)
         except (DatabaseUnavailable, StoreError) as exc:
-            # Not lost: the leases expire and the rows are claimed again.
-            log.warning("outbox.release_failed", count=len(ids), error=str(exc))
+            self.metrics.db_errors.labels(what).inc()
+            log.warning("service.write_failed", what=what, error=str(exc))
 
     async def readiness(self) -> tuple[bool, str]:
         if self.store is None or not await self.store.ping():
@@ -235,6 +262,11 @@ class Service:
         self.metrics.queued.set(self.scheduler.queued)
         self.metrics.unwritten.set(self.recorder.pending)
         self.metrics.rate_limited.inc(self.scheduler.take_rate_limited_waits())
+        states = self.scheduler.breaker_states()
+        self.metrics.breakers_open.set(sum(1 for s in states.values() if s))
+        if self.metrics.endpoint_breaker is not None:
+            for endpoint_id, state in states.items():
+                self.metrics.endpoint_breaker.labels(endpoint_id).set(int(state))
 
     async def _backlog_loop(self) -> None:
         assert self.store is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,22 @@ _LOST = (
     # Raised when a connection lost mid-operation is reset on its way back to the pool.
     asyncpg.exceptions.InternalClientError,
 )
+
+
+class _OneLineOutage(logging.Filter):
+    """asyncpg's pool logs every failed try to reopen its minimum connections with a traceback.
+    In an outage that is expected (the daemon logs `*.database_unavailable` and retries), so
+    the line stays, naming the error, without the stack."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (asyncpg.PostgresError, *_LOST)):
+            record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {exc}", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLineOutage())
 
 
 class StoreError(WebhookdError):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import structlog
 
+from daemon.breaker import State
 from daemon.config import Config
 from daemon.delivery import Deliverer
 from daemon.metrics import Metrics
@@ -21,6 +22,9 @@ from daemon.scheduler import Scheduler
 from daemon.signing import Signer, make_signer
 
 log = structlog.get_logger("webhookd.worker")
+
+# Failures that say nothing about the endpoint's health (policy refusals, our own limits).
+_NOT_ENDPOINT_HEALTH = frozenset({"refused_destination", "payload_too_large"})
 
 
 class SignerCache:
@@ -54,6 +58,7 @@ class Worker:
         metrics: Metrics,
         *,
         release: Callable[[list[Delivery]], None],
+        share_pause: Callable[[str, float], None] = lambda _ep, _s: None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -62,6 +67,7 @@ class Worker:
         self._recorder = recorder
         self._metrics = metrics
         self._release = release
+        self._share_pause = share_pause
         self._rng = rng or random.Random()
         self._signers = SignerCache()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -105,6 +111,8 @@ class Worker:
         self._observe(endpoint, delivery, result, decision)
         if result.retry_after_s is not None:
             self._pause(endpoint, result.retry_after_s)
+        if result.error_class not in _NOT_ENDPOINT_HEALTH:
+            self._feed_breaker(endpoint, result.ok)
         self._finish(endpoint.id)
 
     async def _send(self, endpoint: Endpoint, delivery: Delivery) -> AttemptResult:
@@ -117,7 +125,14 @@ class Worker:
                 error=f"payload is {len(delivery.payload)} bytes, limit {limit}",
             )
         timeout_s = endpoint.timeout_s or self.config.delivery.timeout_s
-        signer = self._signers.get(endpoint)
+        try:
+            signer = self._signers.get(endpoint)
+        except ValueError as exc:
+            # A secret or signature header written by SQL, past the checks of `endpoint add`:
+            # a failed attempt like any other (the row may yet be fixed), never a lost slot.
+            return AttemptResult(
+                time.time(), 0.0, error_class="invalid_endpoint", error=f"cannot sign: {exc}"
+            )
         return await self._deliverer.attempt(endpoint, delivery, signer, timeout_s)
 
     def _decide(
@@ -138,10 +153,23 @@ class Worker:
     def _pause(self, endpoint: Endpoint, retry_after_s: float) -> None:
         pause_s = min(retry_after_s, self.config.ratelimit.max_retry_after_s)
         waiting = self._scheduler.pause(endpoint.id, pause_s)
+        self._share_pause(endpoint.id, pause_s)  # other daemons hold back too
         self._metrics.paused.inc()
         log.info("endpoint.paused", endpoint=endpoint.id, seconds=round(pause_s, 3))
         if waiting:
             self._release(waiting)
+
+    def _feed_breaker(self, endpoint: Endpoint, ok: bool) -> None:
+        state, cooldown_s, waiting = self._scheduler.record(endpoint.id, ok)
+        if state is None:
+            return
+        self._metrics.breaker_transitions.labels(state.name.lower()).inc()
+        if state is State.OPEN:
+            log.warning("endpoint.circuit_opened", endpoint=endpoint.id, seconds=cooldown_s)
+            self._share_pause(endpoint.id, cooldown_s)
+            self._release(waiting)
+        else:
+            log.info("endpoint.circuit_closed", endpoint=endpoint.id)
 
     def _finish(self, endpoint_id: str) -> None:
         self._metrics.in_flight.dec()

@@ -1,24 +1,69 @@
 -- name: claim
--- Lease up to $3 due deliveries, at most $2[i] from endpoint $1[i], in the order given
--- (the scheduler rotates it for fairness). Lock first, then update: one statement.
+-- Lease up to $3 due deliveries, at most $2[i] from endpoint $1[i], in the order given (the
+-- scheduler rotates it for fairness). Limits shared by every daemon are enforced here:
+-- endpoints paused by a Retry-After are skipped; an endpoint with a rate ($6[i] tokens/s,
+-- burst $7[i]) or a max in flight ($8[i]) has its state row locked (SKIP LOCKED: one that
+-- another daemon is claiming right now waits for the next round), its bucket refilled and
+-- spent, and its in-flight count taken, all in this one statement.
+-- $9: whether a dead-lettered delivery blocks later ones of its ordering key.
 WITH quota AS (
-    SELECT q.endpoint_id, q.n, q.ord
-    FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS q(endpoint_id, n, ord)
-), picked AS MATERIALIZED (
-    SELECT d.id
+    SELECT q.*
+    FROM unnest($1::text[], $2::int[], $6::float8[], $7::int[], $8::int[]) WITH ORDINALITY
+         AS q(endpoint_id, n, rate_per_s, burst, max_in_flight, ord)
+), limited AS MATERIALIZED (
+    SELECT s.endpoint_id, q.rate_per_s, clock_timestamp() AS at,
+           CASE WHEN q.rate_per_s IS NOT NULL THEN
+               least(q.burst::float8, coalesce(s.tokens, q.burst::float8) + q.rate_per_s
+                     * greatest(0.0, extract(epoch FROM clock_timestamp() - s.refilled_at)))
+           END AS tokens,
+           CASE WHEN q.max_in_flight IS NOT NULL THEN
+               q.max_in_flight - (SELECT count(*) FROM webhookd.deliveries d
+                                  WHERE d.endpoint_id = s.endpoint_id
+                                    AND d.status = 'delivering')::int
+           END AS slots
+    FROM webhookd.endpoint_state s
+    JOIN quota q ON q.endpoint_id = s.endpoint_id
+    WHERE (q.rate_per_s IS NOT NULL OR q.max_in_flight IS NOT NULL)
+      AND (s.paused_until IS NULL OR s.paused_until <= now())
+    FOR UPDATE OF s SKIP LOCKED
+), allowed AS (
+    SELECT q.endpoint_id, q.ord,
+           least(q.n, coalesce(floor(l.tokens + 1e-9)::int, q.n), coalesce(l.slots, q.n)) AS n
     FROM quota q
+    LEFT JOIN limited l ON l.endpoint_id = q.endpoint_id
+    WHERE CASE WHEN q.rate_per_s IS NULL AND q.max_in_flight IS NULL
+               THEN NOT EXISTS (SELECT 1 FROM webhookd.endpoint_state s
+                                WHERE s.endpoint_id = q.endpoint_id AND s.paused_until > now())
+               ELSE l.endpoint_id IS NOT NULL END
+), picked AS MATERIALIZED (
+    SELECT d.id, a.endpoint_id
+    FROM allowed a
     CROSS JOIN LATERAL (
         SELECT d.id
         FROM webhookd.deliveries d
-        WHERE d.endpoint_id = q.endpoint_id
+        WHERE d.endpoint_id = a.endpoint_id
           AND d.status = 'pending'
           AND d.next_attempt_at <= now()
+          -- ordered rows wait while an earlier one of their key is open ($9: dead letters
+          -- block too), so only the oldest of a key is ever claimed
+          AND (d.ordering_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM webhookd.deliveries e
+                WHERE e.endpoint_id = d.endpoint_id
+                  AND e.ordering_key = d.ordering_key
+                  AND e.message_id < d.message_id
+                  AND (e.status IN ('pending', 'delivering') OR ($9 AND e.status = 'failed'))))
         ORDER BY d.next_attempt_at
-        LIMIT q.n
+        LIMIT greatest(a.n, 0)
         FOR UPDATE SKIP LOCKED
     ) d
-    ORDER BY q.ord
+    ORDER BY a.ord
     LIMIT $3
+), spent AS (
+    UPDATE webhookd.endpoint_state s
+    SET tokens = l.tokens - (SELECT count(*) FROM picked p WHERE p.endpoint_id = l.endpoint_id),
+        refilled_at = l.at
+    FROM limited l
+    WHERE s.endpoint_id = l.endpoint_id AND l.rate_per_s IS NOT NULL
 )
 UPDATE webhookd.deliveries d
 SET status = 'delivering',
@@ -209,3 +254,29 @@ SET previous_secrets = (
     secret = $2, version = version + 1, updated_at = now()
 WHERE e.id = $1 AND e.deleted_at IS NULL
 RETURNING e.id;
+
+-- name: endpoint_pause
+-- Pause an endpoint for every daemon (429/503 Retry-After) for $2 seconds; never shortens.
+UPDATE webhookd.endpoint_state
+SET paused_until = greatest(coalesce(paused_until, now()), now() + make_interval(secs => $2))
+WHERE endpoint_id = $1;
+
+-- name: endpoint_secrets_batch
+-- Next batch of live endpoints after id $1 (in id order) with their stored secrets and header
+-- values, locked so that a concurrent rotate-secret waits instead of being overwritten.
+SELECT id, secret, previous_secrets, headers
+FROM webhookd.endpoints
+WHERE id > $1 AND deleted_at IS NULL
+ORDER BY id
+LIMIT $2
+FOR UPDATE;
+
+-- name: endpoint_secrets_update
+-- Store re-encrypted secrets and header values. Their plaintext is unchanged, so the version
+-- is not bumped: the daemons' caches stay valid.
+UPDATE webhookd.endpoints e
+SET secret = u.secret, previous_secrets = u.previous_secrets::jsonb, headers = u.headers::jsonb,
+    updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+     AS u(id, secret, previous_secrets, headers)
+WHERE e.id = u.id;

@@ -132,6 +132,17 @@ def daemon_config(dsn: str, **sections: dict[str, Any]) -> Config:
     return Config().with_overrides(**base)
 
 
+async def claim(
+    store: Store, ids: list[str], counts: list[int], limit: int, lease_s: float, instance: str
+) -> list[asyncpg.Record]:
+    """The claim statement for endpoints without shared limits (no rate, no max in flight)."""
+    none: list[None] = [None] * len(ids)
+    rows: list[asyncpg.Record] = await store.fetch(
+        "claim", ids, counts, limit, lease_s, instance, none, none, none, False
+    )
+    return rows
+
+
 @dataclass
 class Harness:
     """Database access for a test: endpoints, enqueueing, reading delivery state."""

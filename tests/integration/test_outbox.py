@@ -20,7 +20,7 @@ from aiohttp import web
 
 from daemon.store import Store
 from tests.conftest import dsn_with_database
-from tests.integration.conftest import Harness, Hit, Receiver, wait_until
+from tests.integration.conftest import Harness, Hit, Receiver, claim, wait_until
 
 DEAD_URL = "http://127.0.0.1:9/never"  # claims below are made by hand: nothing is sent
 
@@ -49,10 +49,10 @@ async def test_claim_leases_at_most_quota_and_limit(harness: Harness) -> None:
     await harness.enqueue_many(ep1, 10)
     await harness.enqueue_many(ep2, 10)
 
-    assert len(await harness.store.fetch("claim", [ep1], [3], 5, 30.0, "inst-a")) == 3
-    assert len(await harness.store.fetch("claim", [ep1], [10], 2, 30.0, "inst-a")) == 2
+    assert len(await claim(harness.store, [ep1], [3], 5, 30.0, "inst-a")) == 3
+    assert len(await claim(harness.store, [ep1], [10], 2, 30.0, "inst-a")) == 2
     # The limit cuts across endpoints in the order given: ep2 first, then ep1.
-    rows = await harness.store.fetch("claim", [ep2, ep1], [4, 4], 6, 30.0, "inst-a")
+    rows = await claim(harness.store, [ep2, ep1], [4, 4], 6, 30.0, "inst-a")
     assert Counter(r["endpoint_id"] for r in rows) == {ep2: 4, ep1: 2}
     assert {r["msg_id"] for r in rows} <= {r["msg_id"] for r in await harness.deliveries()}
 
@@ -71,10 +71,10 @@ async def test_live_lease_is_not_claimed_again_and_expired_one_is_rescued(
 ) -> None:
     ep, _ = await harness.endpoint(DEAD_URL)
     await harness.enqueue_many(ep, 4)
-    first = await harness.store.fetch("claim", [ep], [10], 10, 30.0, "inst-a")
+    first = await claim(harness.store, [ep], [10], 10, 30.0, "inst-a")
     assert len(first) == 4
 
-    assert await harness.store.fetch("claim", [ep], [10], 10, 30.0, "inst-b") == []
+    assert await claim(harness.store, [ep], [10], 10, 30.0, "inst-b") == []
     assert await harness.store.fetch("rescue_expired", 1000) == []  # leases still live
 
     expired = [first[0]["id"], first[1]["id"]]
@@ -93,7 +93,7 @@ async def test_live_lease_is_not_claimed_again_and_expired_one_is_rescued(
         else:
             assert (row["status"], row["locked_by"]) == ("delivering", "inst-a")
 
-    again = await harness.store.fetch("claim", [ep], [10], 10, 30.0, "inst-b")
+    again = await claim(harness.store, [ep], [10], 10, 30.0, "inst-b")
     assert sorted(r["id"] for r in again) == sorted(expired)
 
 
@@ -115,8 +115,8 @@ async def test_concurrent_claims_never_lease_the_same_delivery(
             got: dict[str, list[int]] = {"a": [], "b": []}
             for _ in range(100):
                 ra, rb = await asyncio.gather(
-                    a.fetch("claim", eps, [20, 20], 25, 30.0, "inst-a"),
-                    b.fetch("claim", eps[::-1], [20, 20], 25, 30.0, "inst-b"),
+                    claim(a, eps, [20, 20], 25, 30.0, "inst-a"),
+                    claim(b, eps[::-1], [20, 20], 25, 30.0, "inst-b"),
                 )
                 got["a"] += [r["id"] for r in ra]
                 got["b"] += [r["id"] for r in rb]

@@ -234,10 +234,15 @@ async def claim_probe_scans(harness: Harness, ids: list[str]) -> list[Any]:
         100,
         30.0,
         "inst-a",
+        [None] * len(ids),
+        [None] * len(ids),
+        [None] * len(ids),
+        False,
     )
     root = orjson.loads(plan)[0]["Plan"]
     [picked] = [p for p in root["Plans"] if p.get("Subplan Name") == "CTE picked"]
-    return [s for s in scans(picked) if s[1] == "deliveries"]
+    # The ordering-key check (deliveries_ordering_idx) only runs for keyed rows.
+    return [s for s in scans(picked) if s[1] == "deliveries" and s[2] != "deliveries_ordering_idx"]
 
 
 async def test_claim_probes_the_partial_due_index_not_the_whole_backlog(

@@ -11,7 +11,7 @@ import random
 from dataclasses import replace
 
 from daemon.models import Delivery, Endpoint
-from daemon.scheduler import CLAIM_HORIZON_S, Limits, Scheduler
+from daemon.scheduler import Limits, Scheduler
 from tests.unit.conftest import FakeClock
 
 NOTHING_S = 0.1  # how long next() must stay blocked to count as "nothing may start"
@@ -43,6 +43,12 @@ def scheduler(clock: FakeClock, *endpoints: Endpoint, **limits: object) -> Sched
     s = Scheduler(Limits(**limits), clock)  # type: ignore[arg-type]
     assert s.set_endpoints(endpoints) == []
     return s
+
+
+def offered(s: Scheduler, capacity: int) -> tuple[list[str], list[int]]:
+    """(endpoint ids, counts) the next claim would ask for."""
+    quotas = s.quotas(capacity)
+    return quotas.ids, quotas.counts
 
 
 async def take(s: Scheduler, wait_s: float = NOTHING_S) -> tuple[Endpoint, Delivery] | None:
@@ -136,7 +142,7 @@ async def test_endpoint_without_own_cap_gets_the_default_cap(clock: FakeClock) -
 async def test_endpoint_cap_above_the_global_cap_is_clamped_to_it(clock: FakeClock) -> None:
     s = scheduler(clock, endpoint("ep", max_in_flight=50), concurrency=4)
     # Claim quota is twice the (clamped) cap: 8, not 100.
-    assert s.quotas(1000) == (["ep"], [8])
+    assert offered(s, 1000) == (["ep"], [8])
 
 
 # -- token buckets ----------------------------------------------------------------------
@@ -209,7 +215,7 @@ async def test_round_robin_hands_small_endpoints_out_within_the_first_picks(
 
 async def test_quotas_rotate_so_every_endpoint_gets_first_pick(clock: FakeClock) -> None:
     s = scheduler(clock, endpoint("a"), endpoint("b"), endpoint("c"), concurrency=10)
-    firsts = [s.quotas(10)[0][0] for _ in range(3)]
+    firsts = [offered(s, 10)[0][0] for _ in range(3)]
     assert sorted(firsts) == ["a", "b", "c"]
 
 
@@ -220,49 +226,87 @@ async def test_quota_of_unlimited_endpoint_is_twice_its_cap_less_what_it_holds(
     clock: FakeClock,
 ) -> None:
     s = scheduler(clock, endpoint("ep", max_in_flight=3), concurrency=10)
-    assert s.quotas(100) == (["ep"], [6])
-    assert s.quotas(4) == (["ep"], [4])  # never more than the capacity offered
+    assert offered(s, 100) == (["ep"], [6])
+    assert offered(s, 4) == (["ep"], [4])  # never more than the capacity offered
     s.submit(deliveries("ep", 4))
     await take(s)
-    assert s.quotas(100) == (["ep"], [2])  # 6 - 1 in flight - 3 queued
+    assert offered(s, 100) == (["ep"], [2])  # 6 - 1 in flight - 3 queued
 
 
-async def test_rate_limited_endpoint_is_offered_only_what_its_bucket_gives_within_horizon(
+async def test_rate_limited_endpoint_is_offered_only_the_tokens_it_has_now(
     clock: FakeClock,
 ) -> None:
     rate_per_s, burst = 2.0, 3
     s = scheduler(
         clock, endpoint("ep", rate_per_s=rate_per_s, burst=burst, max_in_flight=50), concurrency=50
     )
-    horizon_tokens = int(burst + rate_per_s * CLAIM_HORIZON_S)
-    assert s.quotas(1000) == (["ep"], [horizon_tokens])
+    assert offered(s, 1000) == (["ep"], [burst])  # buckets start full
 
-    s.submit(deliveries("ep", horizon_tokens))
-    assert s.quotas(1000) == ([], [])  # all it can send within the horizon is held already
+    s.submit(deliveries("ep", burst))
+    assert offered(s, 1000) == ([], [])  # every token it has is spoken for already
 
     assert len(await take_all(s)) == burst
     for _ in range(burst):
         s.done("ep")
-    # Bucket empty, 2 queued, 2 tokens due within the horizon: nothing more to claim.
-    assert s.quotas(1000) == ([], [])
-    clock.advance(1.0)  # 2 tokens in the bucket, 2 more within the horizon
-    assert s.quotas(1000) == (["ep"], [2])
+    assert offered(s, 1000) == ([], [])  # bucket empty
+    clock.advance(1.0)  # two tokens back
+    assert offered(s, 1000) == (["ep"], [2])
+
+
+async def test_rate_limited_endpoint_is_offered_no_more_than_the_free_slots(
+    clock: FakeClock,
+) -> None:
+    s = scheduler(
+        clock,
+        endpoint("ep", rate_per_s=100.0, burst=100, max_in_flight=50),
+        endpoint("busy", max_in_flight=50),
+        concurrency=10,
+    )
+    s.submit(deliveries("busy", 7))
+    await take_all(s)
+    # Tokens are spent when claimed, so only what can start at once is claimed.
+    assert dict(zip(*offered(s, 1000), strict=True))["ep"] == 3
+
+
+async def test_quotas_carry_the_shared_limits_for_the_claim(clock: FakeClock) -> None:
+    s = scheduler(
+        clock,
+        endpoint("limited", rate_per_s=5.0, burst=2, max_in_flight=3),
+        endpoint("free"),
+        concurrency=10,
+    )
+    quotas = s.quotas(10)
+    by_id = {
+        ep: (rate, burst, cap)
+        for ep, rate, burst, cap in zip(
+            quotas.ids, quotas.rates_per_s, quotas.bursts, quotas.max_in_flight, strict=True
+        )
+    }
+    assert by_id == {"limited": (5.0, 2, 3), "free": (None, None, None)}
+
+
+async def test_wait_hint_is_the_pause_left_or_one_token_interval(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("r", rate_per_s=4.0, burst=1), endpoint("u"), concurrency=10)
+    assert s.wait_hint("u") is None
+    assert s.wait_hint("r") == 0.25
+    s.pause("u", 3.0)
+    assert s.wait_hint("u") == 3.0
 
 
 async def test_default_rate_applies_to_endpoints_without_their_own(clock: FakeClock) -> None:
     s = scheduler(clock, endpoint("ep"), concurrency=50, default_rate_per_s=4.0)
-    # Default burst: one second's worth (4), plus 4 tokens within the horizon.
-    assert s.quotas(1000) == (["ep"], [8])
+    # Default burst: one second's worth, 4 tokens, all there from the start.
+    assert offered(s, 1000) == (["ep"], [4])
 
 
 async def test_paused_endpoint_is_offered_nothing_until_the_pause_ends(clock: FakeClock) -> None:
     s = scheduler(clock, endpoint("paused"), endpoint("other"), concurrency=10)
     s.pause("paused", 5.0)
-    assert s.quotas(10)[0] == ["other"]
+    assert offered(s, 10)[0] == ["other"]
     clock.advance(4.9)
-    assert s.quotas(10)[0] == ["other"]
+    assert offered(s, 10)[0] == ["other"]
     clock.advance(0.1)
-    assert sorted(s.quotas(10)[0]) == ["other", "paused"]
+    assert sorted(offered(s, 10)[0]) == ["other", "paused"]
 
 
 async def test_pause_returns_queued_deliveries_and_blocks_new_starts(clock: FakeClock) -> None:
@@ -285,7 +329,7 @@ async def test_shorter_pause_never_cuts_a_longer_one(clock: FakeClock) -> None:
     s.pause("ep", 10.0)
     s.pause("ep", 1.0)
     clock.advance(5.0)
-    assert s.quotas(10) == ([], [])
+    assert offered(s, 10) == ([], [])
 
 
 async def test_pause_of_unknown_endpoint_is_a_no_op(clock: FakeClock) -> None:
@@ -302,7 +346,7 @@ async def test_disabled_endpoint_is_dropped_and_its_queue_returned(clock: FakeCl
 
     assert s.set_endpoints([replace(a, enabled=False), b]) == queued_a
     assert s.queued == 1
-    assert s.quotas(10)[0] == ["b"]
+    assert offered(s, 10)[0] == ["b"]
     assert s.endpoint_ids() == ["b"]
     assert s.endpoint("a") is None
     late = deliveries("a", 1)
@@ -320,7 +364,7 @@ async def test_removed_endpoint_with_attempts_running_is_kept_until_they_finish(
     assert s.set_endpoints([endpoint("b")]) == batch[1:]
     kept = s.endpoint("a")
     assert kept is not None and not kept.enabled
-    assert s.quotas(10)[0] == ["b"]
+    assert offered(s, 10)[0] == ["b"]
     s.done("a")
     assert s.endpoint("a") is None
     assert s.in_flight == 0
@@ -347,7 +391,7 @@ async def test_deliveries_queued_behind_their_endpoints_cap_leave_capacity_to_ot
     assert s.capacity() == 5  # only 5 can start now
     assert len(await take_all(s)) == 5  # the 5 hang (a receiver that never answers)
     assert s.capacity() == 5  # the 5 waiting behind them must not eat the other half too
-    assert s.quotas(s.capacity()) == (["live"], [5])
+    assert offered(s, s.capacity()) == (["live"], [5])
 
 
 async def test_drain_queued_returns_everything_not_started(clock: FakeClock) -> None:

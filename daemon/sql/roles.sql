@@ -1,0 +1,28 @@
+-- webhookd: least-privilege grants for the two roles that are not the schema owner.
+--
+-- Run as the role that owns the webhookd schema (the admin role: the one that ran
+-- `webhookd migrate`; it also runs the `webhookd endpoint ...` and `webhookd secrets ...`
+-- commands), after migrating and again after an upgrade that adds tables. With psql:
+--     psql -v app_role=app -v daemon_role=webhookd -f roles.sql
+-- or `webhookd roles-sql --app-role app --daemon-role webhookd`, which fills in the names.
+
+-- The application role enqueues and can do nothing else: no reading messages, endpoints or
+-- deliveries, no UPDATE or DELETE. The fan-out trigger is SECURITY DEFINER (it runs as the
+-- schema owner), so the application needs no right on endpoints or deliveries. The id
+-- column's default is nextval('webhookd.outbox_id_seq'), which needs USAGE on the sequence.
+GRANT USAGE ON SCHEMA webhookd TO :"app_role";
+GRANT INSERT ON webhookd.outbox TO :"app_role";
+GRANT USAGE ON SEQUENCE webhookd.outbox_id_seq TO :"app_role";
+-- Only if the application uses INSERT ... RETURNING: SELECT on the returned columns.
+-- GRANT SELECT (id, msg_id) ON webhookd.outbox TO :"app_role";
+
+-- The daemon role (`webhookd run`, without --migrate) reads endpoints and messages, leases
+-- and updates deliveries (claim, rescue, release, outcomes), keeps the shared rate limits and
+-- pauses, and logs attempts. It cannot change endpoints or messages, delete anything, or
+-- create objects. LISTEN/NOTIFY needs no grant.
+GRANT USAGE ON SCHEMA webhookd TO :"daemon_role";
+GRANT SELECT ON webhookd.schema_migrations, webhookd.endpoints, webhookd.outbox
+    TO :"daemon_role";
+GRANT SELECT, UPDATE ON webhookd.deliveries, webhookd.endpoint_state TO :"daemon_role";
+GRANT INSERT ON webhookd.attempts TO :"daemon_role";
+GRANT USAGE ON SEQUENCE webhookd.attempts_id_seq TO :"daemon_role";

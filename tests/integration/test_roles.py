@@ -1,0 +1,323 @@
+"""Least privilege: the GRANTs of `sql/roles.sql` let the application role enqueue and nothing
+else, and the daemon role deliver and nothing else.
+
+Each test makes its own roles (cluster-wide, so uniquely named and dropped afterwards): a
+non-superuser admin that migrates a bare database and so owns the schema (the fan-out trigger,
+SECURITY DEFINER, then runs as it), and the app and daemon roles, granted by that owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from structlog.testing import capture_logs
+
+from daemon.endpoints import EndpointSpec, add_endpoint
+from daemon.migrate import apply_migrations
+from daemon.roles import quote_ident, roles_sql
+from daemon.service import Service
+from daemon.store import Store
+from tests.integration.conftest import Receiver, daemon_config, wait_until
+from tests.integration.test_cli import Cli
+
+Denied = asyncpg.exceptions.InsufficientPrivilegeError
+
+
+def dsn_as(dsn: str, user: str) -> str:
+    """The same server and database, another user (both test servers trust local users)."""
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+@dataclass
+class Roles:
+    """The three roles of one test's database and a connection as each."""
+
+    admin_name: str
+    app_name: str
+    daemon_name: str
+    dsn: str  # the database, as the superuser
+    admin: asyncpg.Connection
+    app: asyncpg.Connection
+    daemon: asyncpg.Connection
+
+    def dsn_of(self, user: str) -> str:
+        return dsn_as(self.dsn, user)
+
+
+async def _superuser(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest_asyncio.fixture
+async def roles(bare_dsn: str) -> AsyncIterator[Roles]:
+    suffix = secrets.token_hex(4)
+    names = [f"webhookd_{kind}_{suffix}" for kind in ("admin", "app", "daemon")]
+    admin, app, daemon = names
+    database = urlsplit(bare_dsn).path.lstrip("/")
+    await _superuser(
+        bare_dsn,
+        *(f"CREATE ROLE {quote_ident(n)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE" for n in names),
+        f"GRANT CREATE ON DATABASE {quote_ident(database)} TO {quote_ident(admin)}",
+        # Something of the application's own, outside the webhookd schema.
+        "CREATE TABLE public.app_private (note text)",
+        "INSERT INTO public.app_private VALUES ('private')",
+    )
+    conns: list[asyncpg.Connection] = []
+    try:
+        await apply_migrations(dsn_as(bare_dsn, admin))
+        conns = [await asyncpg.connect(dsn_as(bare_dsn, n)) for n in names]
+        await conns[0].execute(roles_sql(app, daemon))
+        yield Roles(admin, app, daemon, bare_dsn, *conns)
+    finally:
+        for conn in conns:
+            await conn.close()
+        quoted = ", ".join(quote_ident(n) for n in names)
+        await _superuser(
+            bare_dsn,
+            f"DROP OWNED BY {quoted} CASCADE",
+            *(f"DROP ROLE IF EXISTS {quote_ident(n)}" for n in names),
+        )
+
+
+async def _admin_endpoint(roles: Roles, url: str, **spec: Any) -> str:
+    store = await Store.connect(roles.dsn_of(roles.admin_name), max_size=1)
+    try:
+        ep_id, _ = await add_endpoint(store, EndpointSpec(url=url, **spec), allow_http=True)
+    finally:
+        await store.close()
+    return ep_id
+
+
+async def _denied(conn: asyncpg.Connection, statement: str, *args: Any) -> None:
+    with pytest.raises(Denied):
+        await conn.execute(statement, *args)
+
+
+# -- the application role ----------------------------------------------------------------------
+
+
+async def test_app_role_can_enqueue_direct_and_fan_out_but_read_or_change_nothing(
+    roles: Roles,
+) -> None:
+    ep_id = await _admin_endpoint(roles, "https://example.com/a", tenant_id="acme")
+    await roles.app.execute(
+        "INSERT INTO webhookd.outbox (endpoint_id, event_type, payload, msg_id)"
+        " VALUES ($1, 'invoice.paid', '{}'::jsonb, 'msg_direct')",
+        ep_id,
+    )
+    # Fan-out runs in a SECURITY DEFINER trigger owned by the (non-superuser) schema owner.
+    await roles.app.execute(
+        "INSERT INTO webhookd.outbox (tenant_id, event_type, payload)"
+        " VALUES ('acme', 'invoice.paid', '{}'::jsonb)"
+    )
+    # Idempotent enqueueing needs nothing more than INSERT.
+    await roles.app.execute(
+        "INSERT INTO webhookd.outbox (endpoint_id, event_type, payload, msg_id)"
+        " VALUES ($1, 'invoice.paid', '{}'::jsonb, 'msg_direct') ON CONFLICT DO NOTHING",
+        ep_id,
+    )
+    with pytest.raises(asyncpg.exceptions.ForeignKeyViolationError, match="unknown endpoint"):
+        await roles.app.execute(
+            "INSERT INTO webhookd.outbox (endpoint_id, event_type, payload)"
+            " VALUES ('ep_nope', 'x', '{}'::jsonb)"
+        )
+    rows = await roles.admin.fetch("SELECT endpoint_id, status FROM webhookd.deliveries")
+    assert [(r["endpoint_id"], r["status"]) for r in rows] == [(ep_id, "pending")] * 2
+
+    for table in ("outbox", "endpoints", "deliveries", "attempts", "endpoint_state"):
+        await _denied(roles.app, f"SELECT count(*) FROM webhookd.{table}")
+    await _denied(roles.app, "UPDATE webhookd.outbox SET payload = '{}'")
+    await _denied(roles.app, "DELETE FROM webhookd.outbox")
+    await _denied(roles.app, "UPDATE webhookd.endpoints SET url = 'https://evil.example'")
+    await _denied(
+        roles.app,
+        "INSERT INTO webhookd.deliveries (message_id, endpoint_id) VALUES (1, $1)",
+        ep_id,
+    )
+    await _denied(roles.app, "CREATE TABLE webhookd.mine (x int)")
+
+
+async def test_each_app_grant_is_needed_and_returning_needs_the_optional_one(
+    roles: Roles,
+) -> None:
+    insert = "INSERT INTO webhookd.outbox (tenant_id, event_type, payload) VALUES ('t', 'e', '{}')"
+    app = quote_ident(roles.app_name)
+    # The id default is nextval('webhookd.outbox_id_seq'): without USAGE on it, no insert.
+    await roles.admin.execute(f"REVOKE USAGE ON SEQUENCE webhookd.outbox_id_seq FROM {app}")
+    with pytest.raises(Denied, match="outbox_id_seq"):
+        await roles.app.execute(insert)
+    await roles.admin.execute(f"GRANT USAGE ON SEQUENCE webhookd.outbox_id_seq TO {app}")
+    await roles.app.execute(insert)
+
+    with pytest.raises(Denied):
+        await roles.app.fetchval(insert + " RETURNING id")
+    optional = next(
+        line.removeprefix("-- ")
+        for line in roles_sql(roles.app_name, roles.daemon_name).splitlines()
+        if line.startswith("-- GRANT SELECT (id, msg_id)")
+    )
+    await roles.admin.execute(optional)
+    assert await roles.app.fetchval(insert + " RETURNING id") is not None
+    await _denied(roles.app, "SELECT payload FROM webhookd.outbox")
+
+
+# -- the daemon role ---------------------------------------------------------------------------
+
+
+def _db_errors(service: Service) -> float:
+    return sum(
+        s.value
+        for metric in service.metrics.db_errors.collect()
+        for s in metric.samples
+        if s.name.endswith("_total")
+    )
+
+
+async def test_daemon_role_runs_a_full_delivery(roles: Roles, receiver: Receiver) -> None:
+    def fail_once(_hit: Any, n: int) -> web.Response:
+        return web.Response(status=500) if n == 1 else web.Response(text="ok")
+
+    def busy_once(_hit: Any, n: int) -> web.Response:
+        if n == 1:
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        return web.Response(text="ok")
+
+    receiver.on("/retry", fail_once)
+    receiver.on("/busy", busy_once)
+    limited = await _admin_endpoint(
+        roles, receiver.url("/limited"), tenant_id="acme", rate_per_s=50.0, max_in_flight=2
+    )
+    retry = await _admin_endpoint(roles, receiver.url("/retry"))
+    busy = await _admin_endpoint(roles, receiver.url("/busy"))
+
+    config = daemon_config(roles.dsn_of(roles.daemon_name))
+    service = Service(config)
+    with capture_logs() as logs:
+        await service.start()
+        try:
+            await roles.app.execute(
+                "INSERT INTO webhookd.outbox (tenant_id, event_type, payload)"
+                " SELECT 'acme', 'e', jsonb_build_object('n', g) FROM generate_series(1, 3) g"
+            )
+            for ep_id in (retry, busy):
+                await roles.app.execute(
+                    "INSERT INTO webhookd.outbox (endpoint_id, event_type, payload)"
+                    " VALUES ($1, 'e', '{}')",
+                    ep_id,
+                )
+
+            async def all_delivered() -> bool:
+                statuses = await roles.admin.fetch("SELECT status FROM webhookd.deliveries")
+                return [r["status"] for r in statuses] == ["delivered"] * 5
+
+            await wait_until(all_delivered, 15, "every delivery delivered by the daemon role")
+            assert await service.readiness() == (True, "ready")
+        finally:
+            await service.stop()
+    assert service._failure is None
+    assert _db_errors(service) == 0
+    assert not [e for e in logs if "permission" in str(e).lower()], logs
+    assert len(receiver.at("/limited")) == 3
+    assert len(receiver.at("/retry")) == 2 and len(receiver.at("/busy")) == 2
+    attempts = await roles.admin.fetch(
+        "SELECT d.endpoint_id, a.status_code FROM webhookd.attempts a"
+        " JOIN webhookd.deliveries d ON d.id = a.delivery_id ORDER BY a.id"
+    )
+    assert sorted(a["status_code"] for a in attempts if a["endpoint_id"] != limited) == [
+        200,
+        200,
+        429,
+        500,
+    ]
+
+
+async def test_daemon_role_cannot_change_endpoints_create_or_read_outside(roles: Roles) -> None:
+    ep_id = await _admin_endpoint(roles, "https://example.com/d")
+    assert await roles.daemon.fetchval("SELECT count(*) FROM webhookd.endpoints") == 1
+    await _denied(roles.daemon, "UPDATE webhookd.endpoints SET url = 'https://evil.example'")
+    await _denied(roles.daemon, "DELETE FROM webhookd.endpoints")
+    await _denied(
+        roles.daemon,
+        "INSERT INTO webhookd.outbox (endpoint_id, event_type, payload) VALUES ($1, 'e', '{}')",
+        ep_id,
+    )
+    await _denied(roles.daemon, "DELETE FROM webhookd.deliveries")
+    await _denied(roles.daemon, "DELETE FROM webhookd.attempts")
+    await _denied(roles.daemon, "UPDATE webhookd.attempts SET error = 'x'")
+    await _denied(roles.daemon, "INSERT INTO webhookd.schema_migrations VALUES ('9999')")
+    await _denied(roles.daemon, "CREATE TABLE webhookd.mine (x int)")
+    await _denied(roles.daemon, "CREATE TABLE public.mine (x int)")
+    await _denied(roles.daemon, "SELECT * FROM public.app_private")
+    await _denied(roles.daemon, "CREATE SCHEMA mine")
+
+
+# -- the SQL itself ----------------------------------------------------------------------------
+
+
+async def test_roles_sql_command_fills_in_the_names(db_dsn: str, tmp_path: Any) -> None:
+    cli = Cli(db_dsn, tmp_path)
+    default, named = await asyncio.gather(
+        cli("roles-sql"), cli("roles-sql", "--app-role", "shop", "--daemon-role", 'we"bhookd')
+    )
+    assert default.code == 0 and named.code == 0, (default.err, named.err)
+    assert 'GRANT INSERT ON webhookd.outbox TO "webhookd_app";' in default.out
+    assert named.out == roles_sql("shop", 'we"bhookd')
+    assert 'TO "we""bhookd";' in named.out and ':"' not in named.out
+    bad = await cli("roles-sql", "--app-role", "")
+    assert bad.code == 2 and "--app-role" in bad.err
+
+
+@pytest.mark.skipif(shutil.which("psql") is None, reason="psql is not installed")
+async def test_roles_sql_file_runs_under_psql_with_variables(roles: Roles) -> None:
+    # The shipped file takes psql variables.
+    app, daemon = quote_ident(roles.app_name), quote_ident(roles.daemon_name)
+    await roles.admin.execute(
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA webhookd FROM {app}, {daemon};"
+        f" REVOKE ALL ON ALL SEQUENCES IN SCHEMA webhookd FROM {app}, {daemon}"
+    )
+    path = resources.files("daemon.sql").joinpath("roles.sql")
+    argv = [
+        "psql",
+        "-X",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-v",
+        f"app_role={roles.app_name}",
+        "-v",
+        f"daemon_role={roles.daemon_name}",
+        "-f",
+        str(path),
+        roles.dsn_of(roles.admin_name),
+    ]
+    done = await asyncio.to_thread(
+        subprocess.run, argv, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    checks = [
+        (roles.app_name, "has_table_privilege", "webhookd.outbox", "INSERT"),
+        (roles.app_name, "has_sequence_privilege", "webhookd.outbox_id_seq", "USAGE"),
+        (roles.daemon_name, "has_table_privilege", "webhookd.deliveries", "UPDATE"),
+        (roles.daemon_name, "has_table_privilege", "webhookd.attempts", "INSERT"),
+    ]
+    for role, check, target, privilege in checks:
+        granted = await roles.admin.fetchval(f"SELECT {check}($1, $2, $3)", role, target, privilege)
+        assert granted is True, (role, target, privilege)
