@@ -184,15 +184,25 @@ class Scheduler:
         return [ep_id for ep_id, lane in self._lanes.items() if lane.endpoint.enabled]
 
     def quotas(self, capacity: int) -> Quotas:
-        """Per-endpoint claim limits, rotated each call so every endpoint gets first pick."""
-        lanes = [(lane, n) for lane in self._lanes.values() if (n := self._quota(lane, capacity))]
+        """Per-endpoint claim limits, rotated each call so every endpoint gets first pick.
+
+        Tokens are spent when claimed, so rate-limited deliveries are claimed only as far as
+        free slots can start them at once, counted across all such endpoints together: one
+        left waiting for a slot would reach its receiver late, in a bunch with later ones."""
+        lanes = list(self._lanes.values())
         if lanes:
             shift = self._rotation % len(lanes)
             lanes = lanes[shift:] + lanes[:shift]
             self._rotation += 1
+        free = self._limits.concurrency - self._in_flight - self._startable()
         quotas = Quotas()
-        for lane, n in lanes:
-            quotas.add(lane, n)
+        for lane in lanes:
+            n = self._quota(lane, capacity)
+            if lane.bucket is not None:
+                n = min(n, free)
+                free -= max(0, n)
+            if n > 0:
+                quotas.add(lane, n)
         return quotas
 
     def _quota(self, lane: Lane, capacity: int) -> int:
@@ -201,13 +211,10 @@ class Scheduler:
         cap = self._cap(lane)
         n = min(capacity, cap * 2 - lane.in_flight - len(lane.queue))
         if lane.bucket is not None:
-            # The database grants the tokens (shared by every daemon); claim only what can
-            # start at once, so each token is spent within milliseconds of its request and
-            # the bucket holds at the receiver. The local bucket never has fewer tokens than
-            # the shared one, so it only saves probing endpoints that have none.
-            free = self._limits.concurrency - self._in_flight - self._startable()
+            # The local bucket never has fewer tokens than the shared one (the database grants
+            # them), so it only saves probing endpoints that have none.
             local = math.floor(lane.bucket.available() + 1e-9) - len(lane.queue)
-            n = min(n, free, local, cap - lane.in_flight - len(lane.queue))
+            n = min(n, local, cap - lane.in_flight - len(lane.queue))
         return max(0, n)
 
     def wait_hint(self, endpoint_id: str) -> float | None:

@@ -408,3 +408,11 @@ async def test_drain_queued_returns_everything_not_started(clock: FakeClock) -> 
     assert s.queued == 0 and s.in_flight == 3
     clock.advance(10.0)
     assert await take(s) is None
+
+
+async def test_rate_limited_quotas_together_never_exceed_the_free_slots(clock: FakeClock) -> None:
+    eps = [endpoint(f"r{i}", rate_per_s=50.0, burst=10, max_in_flight=10) for i in range(4)]
+    s = scheduler(clock, *eps, endpoint("free"), concurrency=6)
+    ids, counts = offered(s, 1000)
+    limited = sum(n for ep, n in zip(ids, counts, strict=True) if ep.startswith("r"))
+    assert limited == 6  # tokens for 40, slots for 6: the rest stays in PostgreSQL
