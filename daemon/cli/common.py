@@ -1,0 +1,107 @@
+"""What every subcommand shares: one-line argparse errors, option parsers, the database,
+and printing (a table or text for people, one JSON document with --json)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn
+
+import orjson
+
+from daemon import migrate
+from daemon.config import Config
+from daemon.errors import ConfigError
+from daemon.secretbox import SecretBox
+from daemon.store import Store
+
+Handler = Callable[[argparse.Namespace, Config], Awaitable[int]]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"webhookd: error: {message}\n")
+
+
+def option(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    """Wrap a value parser so a bad value's error says why (argparse adds the option name)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(exc.why) from None
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def secret_box() -> SecretBox:
+    """Keys from WEBHOOKD_SECRET_KEYS (not a config key: it stays out of files and output)."""
+    return SecretBox.from_env(os.environ)
+
+
+def database_url(config: Config) -> str:
+    """The configured URL, or the embedded server's (started if needed)."""
+    if config.database.url:
+        return config.database.url
+    from daemon.embedded import EmbeddedPostgres
+
+    config.database.embedded_dir.mkdir(parents=True, exist_ok=True)
+    return EmbeddedPostgres(config.database.embedded_dir).start()
+
+
+@asynccontextmanager
+async def open_store(config: Config, *, current_schema: bool = True) -> AsyncIterator[Store]:
+    """A pool for one command; by default refuses a database whose migrations are pending."""
+    db = config.database
+    store = await Store.connect(database_url(config), timeout_s=db.connect_timeout_s)
+    try:
+        if current_schema:
+            await migrate.require_current(store)
+        yield store
+    finally:
+        await store.close()
+
+
+def human(value: Any) -> str:
+    """A value for the text view: no Python reprs."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "(all)"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """Left-aligned columns sized to their widest cell."""
+    cells = [headers, *[[human(c) for c in row] for row in rows]]
+    widths = [max(len(str(r[i])) for r in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    )
+
+
+def emit(data: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(data, default=str).decode() + "\n")
+    else:
+        sys.stdout.write(text + "\n")

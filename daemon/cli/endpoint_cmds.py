@@ -1,0 +1,204 @@
+"""`endpoint add | list | show | enable | disable | delete | rotate-secret`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from daemon import endpoints
+from daemon.cli.common import Parser, emit, human, open_store, option, positive_int, secret_box
+from daemon.config import Config
+from daemon.ratelimit import format_rate, parse_rate
+from daemon.retry import format_duration, format_schedule, parse_duration, parse_schedule
+from daemon.secretbox import is_sealed
+from daemon.signing import parse_signature_option
+from daemon.store import Store
+
+Action = Callable[[Store, argparse.Namespace, Config], Awaitable[int]]
+
+
+def register(sub: Any, common: Parser) -> None:
+    parser = sub.add_parser("endpoint", help="manage endpoints", parents=[common])
+    parser.set_defaults(handler=cmd_endpoint)
+    actions = parser.add_subparsers(dest="action", required=True, parser_class=Parser)
+    parents = [common]
+    add = actions.add_parser("add", help="create an endpoint, print id and secret", parents=parents)
+    add.add_argument("url")
+    add_endpoint_options(add)
+    add.add_argument("--id", help="choose the id instead of a generated ep_...")
+    add.add_argument("--json", action="store_true")
+    lst = actions.add_parser("list", help="list endpoints", parents=parents)
+    lst.add_argument("--tenant")
+    lst.add_argument("--json", action="store_true")
+    for name in ("show", "enable", "delete"):
+        p = actions.add_parser(name, help=f"{name} an endpoint", parents=parents)
+        p.add_argument("endpoint_id")
+        p.add_argument("--json", action="store_true")
+    rot = actions.add_parser(
+        "rotate-secret", help="new secret, old one still signed", parents=parents
+    )
+    rot.add_argument("endpoint_id")
+    rot.add_argument("--grace", type=option(parse_duration, "--grace"), help="default 24h")
+    rot.add_argument("--secret", help="the new secret (default: generated)")
+    rot.add_argument("--json", action="store_true")
+    dis = actions.add_parser("disable", help="disable (deliveries wait)", parents=parents)
+    dis.add_argument("endpoint_id")
+    dis.add_argument("--reason", default="disabled by operator")
+    dis.add_argument("--json", action="store_true")
+
+
+def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `endpoint add` (shared with commands that change an endpoint)."""
+    parser.add_argument("--tenant", default="default")
+    parser.add_argument("--description", default="")
+    parser.add_argument("--event-type", action="append", default=[], dest="event_types")
+    parser.add_argument("--rate", type=option(parse_rate, "--rate"))
+    parser.add_argument("--burst", type=option(positive_int, "--burst"))
+    parser.add_argument("--max-in-flight", type=option(positive_int, "--max-in-flight"))
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=option(endpoints.parse_header, "--header"),
+        dest="headers",
+    )
+    parser.add_argument(
+        "--signature",
+        type=option(parse_signature_option, "--signature"),
+        default=parse_signature_option("standard"),
+    )
+    parser.add_argument("--secret")
+    parser.add_argument("--timeout", type=option(parse_duration, "--timeout"))
+    parser.add_argument("--retry-schedule", type=option(parse_schedule, "--retry-schedule"))
+
+
+async def cmd_endpoint(args: argparse.Namespace, config: Config) -> int:
+    actions: dict[str, Action] = {
+        "add": _add,
+        "list": _list,
+        "show": _show,
+        "enable": _enable,
+        "disable": _disable,
+        "delete": _delete,
+        "rotate-secret": _rotate,
+    }
+    async with open_store(config) as store:
+        return await actions[args.action](store, args, config)
+
+
+async def _add(store: Store, args: argparse.Namespace, config: Config) -> int:
+    spec = endpoints.EndpointSpec(
+        url=args.url,
+        tenant_id=args.tenant,
+        description=args.description,
+        event_types=tuple(args.event_types),
+        rate_per_s=args.rate.per_second if args.rate else None,
+        burst=args.burst,
+        max_in_flight=args.max_in_flight,
+        headers=tuple(args.headers),
+        signature=args.signature,
+        secret=args.secret,
+        timeout_s=args.timeout,
+        retry_schedule_s=args.retry_schedule,
+        id=args.id,
+    )
+    ep_id, secret = await endpoints.add_endpoint(
+        store, spec, allow_http=config.delivery.allow_insecure_http, box=secret_box()
+    )
+    text = f"id:     {ep_id}\nsecret: {secret}"
+    emit({"id": ep_id, "secret": secret, "url": args.url}, args.json, text)
+    return 0
+
+
+def endpoint_view(rec: Any) -> dict[str, Any]:
+    """An endpoint for display: header values are never shown, only their names."""
+    headers = orjson.loads(rec["headers"]) if isinstance(rec["headers"], str) else rec["headers"]
+    schedule = rec["retry_schedule_ms"]
+    view: dict[str, Any] = {
+        "id": rec["id"],
+        "tenant": rec["tenant_id"],
+        "url": rec["url"],
+        "enabled": rec["enabled"],
+        "disabled_reason": rec["disabled_reason"],
+        "event_types": list(rec["event_types"]),
+        "signature": rec["signature_scheme"]
+        + (f":{rec['signature_header']}" if rec["signature_header"] else "")
+        + (f":{rec['signature_prefix']}" if rec["signature_prefix"] else ""),
+        "headers": {h[0]: "[redacted]" for h in headers},
+        "rate": None if rec["rate_per_s"] is None else format_rate(rec["rate_per_s"]),
+        "burst": rec["burst"],
+        "max_in_flight": rec["max_in_flight"],
+        "timeout": None if rec["timeout_ms"] is None else format_duration(rec["timeout_ms"] / 1e3),
+        "retry_schedule": None
+        if schedule is None
+        else format_schedule([ms / 1000 for ms in schedule]),
+        "created_at": rec["created_at"].isoformat(),
+    }
+    for key in ("pending", "failed"):
+        if key in rec:
+            view[key] = rec[key]
+    return view
+
+
+async def _list(store: Store, args: argparse.Namespace, _config: Config) -> int:
+    rows = [endpoint_view(r) for r in await endpoints.list_endpoints(store, args.tenant)]
+    lines = [f"{'ID':<36} {'TENANT':<12} {'STATE':<8} {'PENDING':>7} {'FAILED':>6}  URL"]
+    for v in rows:
+        state = "enabled" if v["enabled"] else "disabled"
+        lines.append(
+            f"{v['id']:<36} {v['tenant']:<12} {state:<8} {v['pending']:>7} {v['failed']:>6}"
+            f"  {v['url']}"
+        )
+    emit(rows, args.json, "\n".join(lines))
+    return 0
+
+
+async def _show(store: Store, args: argparse.Namespace, _config: Config) -> int:
+    box = secret_box()
+    rec = await endpoints.get_endpoint(store, args.endpoint_id)
+    view = endpoint_view(rec) | {
+        "secret": box.open(rec["secret"], f"endpoint {rec['id']} secret"),
+        "secret_at_rest": "encrypted" if is_sealed(rec["secret"]) else "plaintext",
+    }
+    text = "\n".join(f"{k:<16} {human(v)}" for k, v in view.items())
+    emit(view, args.json, text)
+    return 0
+
+
+async def _enable(store: Store, args: argparse.Namespace, _config: Config) -> int:
+    await endpoints.set_enabled(store, args.endpoint_id, True)
+    emit({"id": args.endpoint_id, "enabled": True}, args.json, f"enabled {args.endpoint_id}")
+    return 0
+
+
+async def _disable(store: Store, args: argparse.Namespace, _config: Config) -> int:
+    await endpoints.set_enabled(store, args.endpoint_id, False, args.reason)
+    emit({"id": args.endpoint_id, "enabled": False}, args.json, f"disabled {args.endpoint_id}")
+    return 0
+
+
+async def _rotate(store: Store, args: argparse.Namespace, config: Config) -> int:
+    grace_s = config.signing.rotation_grace_s if args.grace is None else args.grace
+    secret = await endpoints.rotate_secret(
+        store, args.endpoint_id, grace_s=grace_s, new_secret=args.secret, box=secret_box()
+    )
+    until = format_duration(round(grace_s))
+    emit(
+        {"id": args.endpoint_id, "secret": secret, "previous_valid_for": until},
+        args.json,
+        f"secret: {secret}\n(the previous secret is still signed for {until})",
+    )
+    return 0
+
+
+async def _delete(store: Store, args: argparse.Namespace, _config: Config) -> int:
+    failed = await endpoints.delete_endpoint(store, args.endpoint_id)
+    emit(
+        {"id": args.endpoint_id, "deleted": True, "dead_lettered": failed},
+        args.json,
+        f"deleted {args.endpoint_id} ({failed} undelivered deliveries dead-lettered)",
+    )
+    return 0

@@ -1,0 +1,69 @@
+"""`run`, `migrate`, `check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import structlog
+
+from daemon import migrate
+from daemon.cli.common import Parser, database_url, open_store, secret_box
+from daemon.config import Config, config_as_dict
+from daemon.service import Service
+
+log = structlog.get_logger("webhookd.cli")
+
+
+def register(sub: Any, common: Parser) -> None:
+    run = sub.add_parser("run", help="run the delivery daemon", parents=[common])
+    run.add_argument("--migrate", action="store_true", help="apply pending migrations first")
+    run.set_defaults(handler=cmd_run)
+    mig = sub.add_parser("migrate", help="create or upgrade the webhookd schema", parents=[common])
+    mig.set_defaults(handler=cmd_migrate)
+    check = sub.add_parser(
+        "check-config", help="validate the configuration and print it", parents=[common]
+    )
+    check.set_defaults(handler=cmd_check_config)
+
+
+async def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    box = secret_box()
+    config = replace(config, database=replace(config.database, url=database_url(config)))
+    service = Service(config, migrate_schema=args.migrate, secret_box=box)
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("service.forced_exit")
+            os._exit(130)
+        service.request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await service.start()
+    await service.wait()
+    return 0
+
+
+async def cmd_migrate(_args: argparse.Namespace, config: Config) -> int:
+    async with open_store(config, current_schema=False) as store:
+        applied = await migrate.migrate(store)
+    print("applied: " + ", ".join(applied) if applied else "schema is current")
+    return 0
+
+
+async def cmd_check_config(_args: argparse.Namespace, config: Config) -> int:
+    secret_box()  # refuses malformed keys
+    sys.stdout.write(orjson.dumps(config_as_dict(config), option=orjson.OPT_INDENT_2).decode())
+    sys.stdout.write("\nconfiguration ok\n")
+    return 0
