@@ -19,10 +19,10 @@ ENDPOINTS = 50
 PER_ENDPOINT = 200  # 10,000 messages in all
 RATE_PER_S, BURST = 40.0, 10
 # Tokens are spent in the claim statement, exactly; an arrival trails its claim by the time to
-# hand it to a slot and send it, which varies by tens of milliseconds on a loaded 2-core box
+# hand it to a slot and send it, which varies by up to ~100 ms on a loaded 2-core box
 # running three daemons, PostgreSQL and this receiver. A bucket enforced per daemon instead
 # of globally would show up as three times the rate: hundreds of tokens over, not a few.
-JITTER_S = 0.05
+JITTER_S = 0.1
 
 
 def config(instance: str) -> str:
