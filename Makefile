@@ -5,10 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
+PROFILE_ARGS ?=
 
-.PHONY: venv run test lint fmt clean
+.PHONY: venv run test lint fmt clean bench profile demo
 
 venv: $(STAMP)
 
@@ -20,11 +23,29 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $@
 
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[dev,bench]'
+	touch $@
+
 run: venv
 	$(BIN)/webhookd run --migrate $(ARGS)
 
+# About 15 s: a throwaway PostgreSQL, a local receiver, a burst of messages, watched live.
+# ARGS='--messages 1000 --duration 60s' for a bigger burst.
+demo: venv
+	$(BIN)/webhookd demo $(ARGS)
+
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Every benchmark, 3 repetitions each (~30 min on 2 cores): bench/results/latest.json.
+# BENCH_ARGS='--quick' for a few seconds each, '--only throughput,wakeup' for some.
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+# Where the daemon's CPU goes at full throughput (py-spy, or pyinstrument without ptrace).
+profile: $(BENCH_STAMP)
+	$(BIN)/python bench/profile.py $(PROFILE_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

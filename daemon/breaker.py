@@ -45,6 +45,13 @@ class CircuitBreaker:
         self._backoff = 1
         self._probing = False
 
+    def update(self, settings: BreakerSettings) -> None:
+        """New settings (a configuration reload): the recent results and state are kept; a
+        cool-down in progress ends when it was due to."""
+        if settings.window != self._settings.window:
+            self._results = deque(self._results, maxlen=settings.window)
+        self._settings = settings
+
     @property
     def state(self) -> State:
         if self._state is State.OPEN and self._clock() >= self._open_until:

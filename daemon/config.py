@@ -148,6 +148,26 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """[health]: disable an endpoint that keeps failing (as Svix does: failing for 5 days),
+    and one whose receiver answers 410 Gone at once."""
+
+    enabled: bool = True
+    disable_after_s: float = 5 * 86400.0  # failing (no success) for at least this long ...
+    min_failures: int = 10  # ... with at least this many failed attempts in a row
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """[retention]: the daemon's periodic prune of finished messages and old attempts."""
+
+    prune_after_s: float | None = None  # None: the daemon does not prune
+    prune_interval_s: float = 3600.0
+    include_failed: bool = False  # also prune messages whose deliveries were dead-lettered
+    batch_size: int = 500  # messages (or attempts) per short transaction
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; Config() is the default one."""
 
@@ -159,6 +179,8 @@ class Config:
     signing: SigningConfig = field(default_factory=SigningConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def with_overrides(self, **sections: Mapping[str, Any]) -> Config:
         """A copy with some fields replaced: cfg.with_overrides(delivery={"timeout_s": 0.5})."""
@@ -275,6 +297,17 @@ def _rate_per_s(raw: object) -> float | None:
 
 def _format_rate(rate_per_s: float | None) -> str:
     return "" if rate_per_s is None else format_rate(rate_per_s)
+
+
+def _optional_duration_s(raw: object) -> float | None:
+    """A duration longer than 0s; an empty string means off."""
+    if raw == "":
+        return None
+    return _POSITIVE_DURATION(raw)
+
+
+def _format_optional_duration(seconds: float | None) -> str:
+    return "" if seconds is None else format_duration(seconds)
 
 
 def _integer(low: int, high: int) -> Callable[[object], int]:
@@ -464,6 +497,17 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
     "log": (LogConfig, {
         "level": _one("level", _choice(*LOG_LEVELS)),
         "format": _one("format", _choice(*LOG_FORMATS)),
+    }),
+    "health": (HealthConfig, {
+        "enabled": _one("enabled", _boolean),
+        "disable_after": _one("disable_after_s", _POSITIVE_DURATION, format_duration),
+        "min_failures": _one("min_failures", _integer(1, 1_000_000)),
+    }),
+    "retention": (RetentionConfig, {
+        "prune_after": _one("prune_after_s", _optional_duration_s, _format_optional_duration),
+        "prune_interval": _one("prune_interval_s", _POSITIVE_DURATION, format_duration),
+        "include_failed": _one("include_failed", _boolean),
+        "batch_size": _one("batch_size", _integer(1, 100_000)),
     }),
 }  # fmt: skip
 

@@ -19,7 +19,7 @@ import structlog
 from daemon.errors import ConfigError, NotFound
 from daemon.models import Endpoint, SignatureSpec
 from daemon.secretbox import PLAINTEXT, PREFIX, SecretBox, SecretKeyError, is_sealed
-from daemon.signing import generate_secret, validate_secret
+from daemon.signing import generate_secret_for, validate_secret
 from daemon.store import Record, Store
 
 log = structlog.get_logger("webhookd.endpoints")
@@ -128,7 +128,7 @@ async def add_endpoint(
 ) -> tuple[str, str]:
     """Create an endpoint; returns (id, secret in clear). Stored sealed when `box` has keys."""
     validate_spec(spec, allow_http=allow_http)
-    secret = spec.secret if spec.secret is not None else generate_secret()
+    secret = spec.secret if spec.secret is not None else generate_secret_for(spec.signature)
     endpoint_id = await store.fetchval(
         "endpoint_insert",
         spec.id,
@@ -237,8 +237,13 @@ async def list_endpoints(store: Store, tenant_id: str | None = None) -> Sequence
 async def set_enabled(
     store: Store, endpoint_id: str, enabled: bool, reason: str | None = None
 ) -> None:
-    if await store.fetchval("endpoint_set_enabled", endpoint_id, enabled, reason) is None:
-        raise NotFound("endpoint", endpoint_id)
+    """Enable or disable. Enabling also forgets the endpoint's failing streak, so one the
+    daemon disabled (health.disable_after) gets a whole period again before it is disabled."""
+    async with store.transaction() as tx:
+        if await tx.fetchrow("endpoint_set_enabled", endpoint_id, enabled, reason) is None:
+            raise NotFound("endpoint", endpoint_id)
+        if enabled:
+            await tx.execute("endpoint_health_reset", endpoint_id)
 
 
 async def rotate_secret(
@@ -253,7 +258,7 @@ async def rotate_secret(
     (The old one moves to previous_secrets in its stored form, sealed or not.)"""
     rec = await get_endpoint(store, endpoint_id)
     spec = SignatureSpec(rec["signature_scheme"], rec["signature_header"], rec["signature_prefix"])
-    secret = new_secret if new_secret is not None else generate_secret()
+    secret = new_secret if new_secret is not None else generate_secret_for(spec)
     _check_secret(spec, secret)
     expires_at = time.time() + grace_s
     stored = box.seal(secret)

@@ -112,6 +112,18 @@ class Metrics:
             if per_endpoint
             else None
         )
+        self.auto_disabled = Counter(
+            "webhookd_endpoints_auto_disabled_total",
+            "Endpoints disabled by the daemon: failing too long, or a 410 Gone",
+            ["reason"],  # failing | gone
+            registry=r,
+        )
+        self.pruned = Counter(
+            "webhookd_pruned_rows_total",
+            "Rows deleted by the periodic prune (retention.prune_after)",
+            ["table"],  # outbox | deliveries | attempts
+            registry=r,
+        )
 
     def observe_attempt(self, endpoint_id: str, result: AttemptResult) -> None:
         label = result_class(result)

@@ -6,6 +6,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+# Failures that say nothing about the endpoint's health (policy refusals, our own limits): they
+# feed neither the circuit breaker nor the failing streak that disables an endpoint.
+NOT_ENDPOINT_HEALTH = frozenset({"refused_destination", "payload_too_large"})
+
 
 class Status(enum.StrEnum):
     """Delivery states as stored in webhookd.deliveries.status."""
@@ -20,7 +24,7 @@ class Status(enum.StrEnum):
 class SignatureSpec:
     """How an endpoint wants its deliveries signed."""
 
-    scheme: str = "standard"  # "standard" | "hmac-sha256-hex"
+    scheme: str = "standard"  # "standard" | "standard-ed25519" | "hmac-sha256-hex"
     header: str = ""  # only for hmac-sha256-hex
     prefix: str = ""  # e.g. "sha256="
 
@@ -56,8 +60,16 @@ class Delivery:
     msg_id: str
     event_type: str
     payload: bytes  # the exact bytes that are signed and sent
-    attempt: int  # number of this attempt, 1-based
+    attempt: int  # number of this attempt, 1-based, counted over every series (replays)
     created_at_s: float  # unix time the message was enqueued
+    # attempts made before the current series began (a replay or re-queue starts a new one)
+    attempt_base: int = 0
+
+    @property
+    def series_attempt(self) -> int:
+        """Number of this attempt within its series: what the retry schedule applies to.
+        (At least 1, even for a base written by hand past the attempts made.)"""
+        return max(1, self.attempt - self.attempt_base)
 
     @classmethod
     def from_record(cls, rec: Any) -> Delivery:
@@ -69,6 +81,7 @@ class Delivery:
             payload=rec["payload"].encode() if isinstance(rec["payload"], str) else rec["payload"],
             attempt=rec["attempts"] + 1,
             created_at_s=rec["created_at"].timestamp(),
+            attempt_base=rec["attempt_base"],
         )
 
 
@@ -87,6 +100,11 @@ class AttemptResult:
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def about_endpoint(self) -> bool:
+        """Whether this result says something about the endpoint's health."""
+        return self.error_class not in NOT_ENDPOINT_HEALTH
 
 
 @dataclass(frozen=True, slots=True)

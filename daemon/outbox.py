@@ -71,6 +71,11 @@ class Claimer:
     def wake(self) -> None:
         self._wake.set()
 
+    def configure(self, *, poll_interval_s: float, dead_letters_block: bool) -> None:
+        """New settings from a configuration reload; the next round uses them."""
+        self._poll_s = poll_interval_s
+        self._dead_letters_block = dead_letters_block
+
     def wake_in(self, delay_s: float) -> None:
         """Claim again at `now + delay_s` (e.g. when a retry falls due)."""
         at = time.monotonic() + max(0.0, delay_s)

@@ -51,6 +51,12 @@ def outcome_columns(outcomes: Sequence[Outcome]) -> list[list[Any]]:
     return cols
 
 
+def health_column(outcomes: Sequence[Outcome]) -> list[bool | None]:
+    """Per outcome, success or failure for the endpoint's failing streak (`record_outcomes`
+    $12); None for results that say nothing about the endpoint."""
+    return [o.result.ok if o.result.about_endpoint else None for o in outcomes]
+
+
 class Recorder:
     """Buffers outcomes and flushes them every few milliseconds, or at once when many."""
 
@@ -121,7 +127,9 @@ class Recorder:
         self._ready.clear()
 
     async def _write(self, batch: Sequence[Outcome]) -> None:
-        await self._store.fetchval("record_outcomes", *outcome_columns(batch), self._instance)
+        await self._store.fetchval(
+            "record_outcomes", *outcome_columns(batch), self._instance, health_column(batch)
+        )
 
     async def _write_singly(self, batch: Sequence[Outcome]) -> None:
         for outcome in batch:

@@ -107,6 +107,21 @@ class Scheduler:
         self._changed.set()
         return orphans
 
+    def disable(self, endpoint_id: str) -> list[Delivery] | None:
+        """Stop starting deliveries of an endpoint at once (the daemon disabled it), as if
+        the next endpoint reload had found it disabled: returns its queued deliveries, whose
+        leases should go back, or None when it was not enabled here."""
+        lane = self._lanes.get(endpoint_id)
+        if lane is None or not lane.endpoint.enabled:
+            return None
+        dropped = self._drop_queue(lane)
+        if lane.in_flight == 0:
+            del self._lanes[endpoint_id]
+        else:  # kept until its attempts finish, but never picked again
+            lane.endpoint = replace(lane.endpoint, enabled=False)
+        self._changed.set()
+        return dropped
+
     def set_limits(self, limits: Limits) -> None:
         self._limits = limits
         for lane in self._lanes.values():
@@ -139,6 +154,8 @@ class Scheduler:
             lane.breaker = None
         elif lane.breaker is None:
             lane.breaker = CircuitBreaker(settings, self._clock)
+        else:
+            lane.breaker.update(settings)
 
     def _cap(self, lane: Lane) -> int:
         """The lane's in-flight limit now: its cap, or a half-open breaker's single probe."""

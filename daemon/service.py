@@ -12,21 +12,24 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from aiohttp.abc import AbstractResolver
 
-from daemon import migrate
+from daemon import migrate, reload
 from daemon.breaker import BreakerSettings
 from daemon.config import Config
 from daemon.delivery import Deliverer
 from daemon.endpoints import load_endpoints
 from daemon.errors import DatabaseUnavailable, WebhookdError
+from daemon.health import HealthMonitor
+from daemon.logs import configure_logging
 from daemon.metrics import HealthServer, Metrics
 from daemon.models import Delivery, Endpoint, Outcome
 from daemon.outbox import Claimer
 from daemon.recorder import Recorder
+from daemon.retention import Pruner
 from daemon.scheduler import Limits, Scheduler
 from daemon.sdnotify import Notifier
 from daemon.secretbox import PLAINTEXT, SecretBox
@@ -66,8 +69,10 @@ class Service:
         ssl_context: ssl.SSLContext | None = None,
         notifier: Notifier | None = None,
         secret_box: SecretBox = PLAINTEXT,
+        log_stream: TextIO | None = None,
     ) -> None:
         self.config = config
+        self._log_stream = log_stream  # where a reload re-applies log.level and log.format
         self.notifier = notifier or Notifier()
         self.secret_box = secret_box  # opens endpoint secrets stored encrypted
         self._migrate = migrate_schema
@@ -166,7 +171,10 @@ class Service:
             self.metrics,
             release=self.release,
             share_pause=self.share_pause,
+            on_gone=self.endpoint_gone,
         )
+        self.endpoint_health = HealthMonitor(store, self.metrics, lambda: self.config.health)
+        self.pruner = Pruner(store, self.metrics, lambda: self.config.retention)
 
     async def _start_health(self) -> None:
         m = self.config.metrics
@@ -181,6 +189,8 @@ class Service:
             ("recorder", self.recorder.run()),
             ("worker", self.worker.run()),
             ("backlog", self._backlog_loop()),
+            ("health", self.endpoint_health.run()),
+            ("retention", self.pruner.run()),
         ]
         if self.config.outbox.listen:
             coros.append(("listener", self.claimer.listen()))
@@ -230,10 +240,18 @@ class Service:
         """Record a Retry-After pause where every daemon's claim sees it."""
         self._background("pause", "endpoint_pause", endpoint_id, seconds)
 
+    def endpoint_gone(self, endpoint_id: str) -> None:
+        """A 410 Gone: disable the endpoint for every daemon (the scheduler already did here)."""
+        self._side_task(self.endpoint_health.disable_gone(endpoint_id))
+
     def _background(self, what: str, query: str, *args: Any) -> None:
         if self.store is None:
             return
-        task = asyncio.create_task(self._execute_quietly(what, query, *args))
+        self._side_task(self._execute_quietly(what, query, *args))
+
+    def _side_task(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """A short write that nothing waits for; `stop()` lets it finish."""
+        task = asyncio.create_task(coro)
         self._side.add(task)
         task.add_done_callback(self._side.discard)
 
@@ -285,6 +303,33 @@ class Service:
             f"backlog {self.backlog_due}, "
             f"unwritten {self.recorder.pending}"
         )
+
+    # -- reload (SIGHUP) --------------------------------------------------------------
+    def reload(self, loaded: Config) -> None:
+        """Apply a newly loaded configuration. Attempts in flight are not touched: a lower
+        concurrency only holds back new starts until enough have finished. Settings fixed at
+        start (database, metrics listener, instance id, HTTP client) keep their running value
+        and are logged as needing a restart."""
+        change = reload.plan(self.config, loaded)
+        if change.needs_restart:
+            log.warning("config.reload_needs_restart", keys=change.needs_restart)
+        old, self.config = self.config, change.config
+        self.scheduler.set_limits(limits_from(self.config))
+        if self.deliverer is not None:  # started: the pipeline exists
+            self.worker.config = self.config
+            self.claimer.configure(
+                poll_interval_s=self.config.outbox.poll_interval_s,
+                dead_letters_block=self.config.outbox.ordering_on_dead_letter == "block",
+            )
+            self.claimer.wake()  # more slots may be free now
+            if old.health != self.config.health:
+                self.endpoint_health.wake()
+            if old.retention != self.config.retention:
+                self.pruner.wake()
+        # Said before the new log level applies, so a reload to a quieter level is still seen.
+        log.info("config.reloaded", changed=change.applied)
+        if self._log_stream is not None:
+            configure_logging(self.config.log.level, self.config.log.format, self._log_stream)
 
     # -- stop ------------------------------------------------------------------------
     def request_stop(self) -> None:

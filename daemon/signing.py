@@ -1,7 +1,7 @@
-"""Webhook signatures: Standard Webhooks (v1) and hex HMAC-SHA256 in a single header.
+"""Webhook signatures: Standard Webhooks (v1 HMAC, v1a ed25519) and hex HMAC-SHA256.
 
 Pure: no I/O. A signer is built once per endpoint (per secret set) and reused for every message,
-so secrets are decoded and HMAC keys scheduled once, not per delivery.
+so secrets are decoded, HMAC keys scheduled and ed25519 keys loaded once, not per delivery.
 """
 
 from __future__ import annotations
@@ -12,19 +12,29 @@ import hashlib
 import hmac
 import secrets as _secrets
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from daemon.models import SignatureSpec
 
 SECRET_PREFIX: Final = "whsec_"
+PRIVATE_KEY_PREFIX: Final = "whsk_"
+PUBLIC_KEY_PREFIX: Final = "whpk_"
 STANDARD: Final = "standard"
+ED25519: Final = "standard-ed25519"
 HEX_HMAC: Final = "hmac-sha256-hex"
-SIGNATURE_OPTION_HELP: Final = "use 'standard' or 'hmac-sha256-hex:HEADER[:PREFIX]'"
+SIGNATURE_OPTION_HELP: Final = (
+    "use 'standard', 'standard-ed25519' or 'hmac-sha256-hex:HEADER[:PREFIX]'"
+)
 
 _SECRET_BYTES: Final = 24
 _MIN_KEY_BYTES: Final = 16
 _MAX_KEY_BYTES: Final = 64
+_ED25519_SEED_BYTES: Final = 32
+_ED25519_KEY_BYTES: Final = 64  # seed + public key, the libsodium form the spec uses
 _TCHARS: Final = frozenset("!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits)
 # Headers the daemon sets itself; letting a custom signature header replace one would break the
 # request or the Standard Webhooks headers that every delivery carries.
@@ -95,6 +105,71 @@ class StandardSigner:
         return "v1," + base64.b64encode(mac.digest()).decode("ascii")
 
 
+def generate_signing_key() -> str:
+    """A new ed25519 private key: `whsk_` + base64 of seed and public key (64 bytes)."""
+    key = Ed25519PrivateKey.generate()
+    raw = key.private_bytes_raw() + _public_bytes(key)
+    return PRIVATE_KEY_PREFIX + base64.b64encode(raw).decode("ascii")
+
+
+def load_signing_key(secret: str) -> Ed25519PrivateKey:
+    """The key inside a `whsk_<base64>` secret: 64 bytes (seed + public key, as libsodium and
+    the spec write it, the public half checked) or the bare 32-byte seed."""
+    if secret.startswith(PUBLIC_KEY_PREFIX):
+        # The message never echoes the value, although a public key would be harmless.
+        raise ValueError("this is a public key (whpk_...): the endpoint needs the private whsk_")
+    try:
+        raw = base64.b64decode(secret.removeprefix(PRIVATE_KEY_PREFIX), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("secret is not whsk_<base64>") from exc
+    if len(raw) not in (_ED25519_SEED_BYTES, _ED25519_KEY_BYTES):
+        raise ValueError(
+            f"ed25519 key decodes to {len(raw)} bytes"
+            f" (need {_ED25519_KEY_BYTES}, or a {_ED25519_SEED_BYTES}-byte seed)"
+        )
+    key = Ed25519PrivateKey.from_private_bytes(raw[:_ED25519_SEED_BYTES])
+    if len(raw) == _ED25519_KEY_BYTES and raw[_ED25519_SEED_BYTES:] != _public_bytes(key):
+        raise ValueError("ed25519 key's public half does not match its seed")
+    return key
+
+
+def public_key(secret: str) -> str:
+    """The `whpk_` public key a receiver verifies with, for a `whsk_` private key."""
+    return PUBLIC_KEY_PREFIX + base64.b64encode(_public_bytes(load_signing_key(secret))).decode()
+
+
+def _public_bytes(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes_raw()
+
+
+class Ed25519Signer:
+    """Standard Webhooks v1a signer: `v1a,<base64 ed25519 signature>` of `id.timestamp.body`.
+
+    Receivers verify with the public key only, so one that leaks cannot forge deliveries. Keys
+    are loaded once here; during a rotation every live key signs, current first.
+    """
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        if not secrets:
+            raise ValueError("at least one private key is required")
+        self._keys = tuple(load_signing_key(s) for s in dict.fromkeys(secrets))
+
+    def headers(self, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+        ts = str(timestamp)
+        signed = f"{msg_id}.{ts}.".encode() + body
+        signatures = " ".join(
+            "v1a," + base64.b64encode(key.sign(signed)).decode("ascii") for key in self._keys
+        )
+        return {"webhook-id": msg_id, "webhook-timestamp": ts, "webhook-signature": signatures}
+
+
+def generate_secret_for(spec: SignatureSpec) -> str:
+    """A generated secret of the kind `spec` signs with (an ed25519 private key, or whsec_)."""
+    return generate_signing_key() if spec.scheme == ED25519 else generate_secret()
+
+
 class HexHmacSigner:
     """HMAC-SHA256 of the raw body as hex in one header, e.g. `X-SF-Signature: sha256=<hex>`.
 
@@ -121,11 +196,47 @@ class HexHmacSigner:
         return {self._header: self._prefix + mac.hexdigest()}
 
 
+def verify(
+    key: str, headers: Mapping[str, str], body: bytes, *, now_s: float, tolerance_s: float = 300.0
+) -> bool:
+    """A receiver's check (the demo's receiver uses it): one `webhook-signature` entry verifies
+    with `key`, a `whsec_` secret (v1) or a `whpk_` public key (v1a), and `webhook-timestamp`
+    is within `tolerance_s` of `now_s`, which bounds replays."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id, ts = lower.get("webhook-id", ""), lower.get("webhook-timestamp", "")
+    if not (msg_id and ts.isascii() and ts.isdigit()) or abs(now_s - int(ts)) > tolerance_s:
+        return False
+    signed = f"{msg_id}.{ts}.".encode() + body
+    entries = [e.partition(",") for e in lower.get("webhook-signature", "").split(" ")]
+    try:
+        if key.startswith(PUBLIC_KEY_PREFIX):
+            public = Ed25519PublicKey.from_public_bytes(_b64(key.removeprefix(PUBLIC_KEY_PREFIX)))
+            return any(v == "v1a" and _ed25519_ok(public, _b64(s), signed) for v, _, s in entries)
+        expected = hmac.digest(decode_standard_secret(key), signed, hashlib.sha256)
+        return any(v == "v1" and hmac.compare_digest(_b64(s), expected) for v, _, s in entries)
+    except ValueError:  # a malformed key or signature (binascii.Error is a ValueError)
+        return False
+
+
+def _b64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+def _ed25519_ok(public: Ed25519PublicKey, signature: bytes, signed: bytes) -> bool:
+    try:
+        public.verify(signature, signed)
+    except InvalidSignature:
+        return False
+    return True
+
+
 def parse_signature_option(text: str) -> SignatureSpec:
-    """Parse `standard`, `hmac-sha256-hex:HEADER` or `hmac-sha256-hex:HEADER:PREFIX`."""
+    """Parse `standard`, `standard-ed25519`, `hmac-sha256-hex:HEADER[:PREFIX]`."""
     option = text.strip()
     if option == STANDARD:
         return SignatureSpec()
+    if option == ED25519:
+        return SignatureSpec(scheme=ED25519)
     scheme, _, rest = option.partition(":")
     if scheme != HEX_HMAC:
         raise ValueError(f"invalid signature option {text!r} ({SIGNATURE_OPTION_HELP})")
@@ -144,6 +255,8 @@ def make_signer(spec: SignatureSpec, secrets: Sequence[str]) -> Signer:
     """The signer for an endpoint: `secrets` is the current secret then any previous ones."""
     if spec.scheme == STANDARD:
         return StandardSigner(secrets)
+    if spec.scheme == ED25519:
+        return Ed25519Signer(secrets)
     if spec.scheme == HEX_HMAC:
         return HexHmacSigner(spec.header, spec.prefix, secrets)
     raise ValueError(f"unknown signature scheme {spec.scheme!r}")
@@ -157,6 +270,8 @@ def validate_secret(spec: SignatureSpec, secret: str) -> None:
             raise ValueError(
                 f"secret decodes to {size} bytes (need {_MIN_KEY_BYTES}..{_MAX_KEY_BYTES})"
             )
+    elif spec.scheme == ED25519:
+        load_signing_key(secret)
     elif spec.scheme == HEX_HMAC:
         if not secret:
             raise ValueError("secret must not be empty")

@@ -23,8 +23,7 @@ from daemon.signing import Signer, make_signer
 
 log = structlog.get_logger("webhookd.worker")
 
-# Failures that say nothing about the endpoint's health (policy refusals, our own limits).
-_NOT_ENDPOINT_HEALTH = frozenset({"refused_destination", "payload_too_large"})
+GONE_DEAD_LETTER = "http 410: the receiver says the endpoint is gone; endpoint disabled"
 
 
 class SignerCache:
@@ -59,6 +58,7 @@ class Worker:
         *,
         release: Callable[[list[Delivery]], None],
         share_pause: Callable[[str, float], None] = lambda _ep, _s: None,
+        on_gone: Callable[[str], None] = lambda _ep: None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -68,6 +68,7 @@ class Worker:
         self._metrics = metrics
         self._release = release
         self._share_pause = share_pause
+        self._on_gone = on_gone
         self._rng = rng or random.Random()
         self._signers = SignerCache()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -111,8 +112,10 @@ class Worker:
         self._observe(endpoint, delivery, result, decision)
         if result.retry_after_s is not None:
             self._pause(endpoint, result.retry_after_s)
-        if result.error_class not in _NOT_ENDPOINT_HEALTH:
+        if result.about_endpoint:
             self._feed_breaker(endpoint, result.ok)
+        if self._is_gone(result):
+            self._gone(endpoint)
         self._finish(endpoint.id)
 
     async def _send(self, endpoint: Endpoint, delivery: Delivery) -> AttemptResult:
@@ -138,17 +141,31 @@ class Worker:
     def _decide(
         self, endpoint: Endpoint, delivery: Delivery, result: AttemptResult
     ) -> RetryDecision | None:
+        if self._is_gone(result):
+            return RetryDecision(retry=False, delay_s=0.0, reason=GONE_DEAD_LETTER)
         schedule = endpoint.retry_schedule_s
         if schedule is None:
             schedule = self.config.delivery.retry_schedule_s
         return decide(
-            delivery.attempt,
+            delivery.series_attempt,  # a replayed delivery gets the whole schedule again
             result,
             schedule,
             jitter=self.config.delivery.retry_jitter,
             rng=self._rng,
             max_retry_after_s=self.config.ratelimit.max_retry_after_s,
         )
+
+    def _is_gone(self, result: AttemptResult) -> bool:
+        return result.status_code == 410 and self.config.health.enabled
+
+    def _gone(self, endpoint: Endpoint) -> None:
+        """410 Gone: the receiver says the endpoint no longer exists. It is disabled at once
+        (here, and in the database for every daemon); its other deliveries wait."""
+        waiting = self._scheduler.disable(endpoint.id)
+        if waiting is None:  # another attempt's 410 did it already
+            return
+        self._release(waiting)
+        self._on_gone(endpoint.id)
 
     def _pause(self, endpoint: Endpoint, retry_after_s: float) -> None:
         pause_s = min(retry_after_s, self.config.ratelimit.max_retry_after_s)

@@ -14,13 +14,29 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 from daemon import __version__
-from daemon.cli import endpoint_cmds, secrets_cmds, service_cmds
+from daemon.cli import (
+    demo_cmds,
+    endpoint_cmds,
+    message_cmds,
+    replay_cmds,
+    retention_cmds,
+    secrets_cmds,
+    service_cmds,
+)
 from daemon.cli.common import Parser
 from daemon.config import load_config
 from daemon.errors import WebhookdError
 from daemon.logs import configure_logging
 
-COMMAND_MODULES = (service_cmds, endpoint_cmds, secrets_cmds)
+COMMAND_MODULES = (
+    service_cmds,
+    endpoint_cmds,
+    secrets_cmds,
+    message_cmds,
+    replay_cmds,
+    demo_cmds,
+    retention_cmds,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

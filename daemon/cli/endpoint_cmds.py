@@ -1,20 +1,22 @@
-"""`endpoint add | list | show | enable | disable | delete | rotate-secret`."""
+"""`endpoint add | list | show | update | enable | disable | delete | rotate-secret`."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from daemon import endpoints
+from daemon.cli import endpoint_update
 from daemon.cli.common import Parser, emit, human, open_store, option, positive_int, secret_box
 from daemon.config import Config
 from daemon.ratelimit import format_rate, parse_rate
 from daemon.retry import format_duration, format_schedule, parse_duration, parse_schedule
 from daemon.secretbox import is_sealed
-from daemon.signing import parse_signature_option
+from daemon.signing import ED25519, parse_signature_option, public_key
 from daemon.store import Store
 
 Action = Callable[[Store, argparse.Namespace, Config], Awaitable[int]]
@@ -48,6 +50,7 @@ def register(sub: Any, common: Parser) -> None:
     dis.add_argument("endpoint_id")
     dis.add_argument("--reason", default="disabled by operator")
     dis.add_argument("--json", action="store_true")
+    endpoint_update.register(actions, parents)
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +73,9 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
         type=option(parse_signature_option, "--signature"),
         default=parse_signature_option("standard"),
     )
-    parser.add_argument("--secret")
+    parser.add_argument(
+        "--secret", help="default: generated (standard-ed25519: a new whsk_ private key)"
+    )
     parser.add_argument("--timeout", type=option(parse_duration, "--timeout"))
     parser.add_argument("--retry-schedule", type=option(parse_schedule, "--retry-schedule"))
 
@@ -84,6 +89,7 @@ async def cmd_endpoint(args: argparse.Namespace, config: Config) -> int:
         "disable": _disable,
         "delete": _delete,
         "rotate-secret": _rotate,
+        "update": endpoint_update.run,
     }
     async with open_store(config) as store:
         return await actions[args.action](store, args, config)
@@ -108,9 +114,29 @@ async def _add(store: Store, args: argparse.Namespace, config: Config) -> int:
     ep_id, secret = await endpoints.add_endpoint(
         store, spec, allow_http=config.delivery.allow_insecure_http, box=secret_box()
     )
-    text = f"id:     {ep_id}\nsecret: {secret}"
-    emit({"id": ep_id, "secret": secret, "url": args.url}, args.json, text)
+    keys = _key_view(args.signature.scheme, secret)
+    if "public_key" in keys:
+        text = f"id:         {ep_id}\npublic key: {keys['public_key']}\n{_PUBLIC_KEY_NOTE}"
+    else:
+        text = f"id:     {ep_id}\nsecret: {secret}"
+    emit({"id": ep_id, **keys, "url": args.url}, args.json, text)
     return 0
+
+
+_PUBLIC_KEY_NOTE = "(receivers verify with the public key; the private key never leaves webhookd)"
+
+
+def _key_view(scheme: str, secret: str) -> dict[str, str]:
+    """What the receiver needs: the shared secret, or for ed25519 only the public key (the
+    private key stays in the database: webhookd never prints it)."""
+    return {"public_key": _public_key(secret)} if scheme == ED25519 else {"secret": secret}
+
+
+def _public_key(secret: str) -> str:
+    try:
+        return public_key(secret)
+    except ValueError as exc:  # a key written by SQL, past the checks of `endpoint add`
+        return f"[unusable private key: {exc}]"
 
 
 def endpoint_view(rec: Any) -> dict[str, Any]:
@@ -159,13 +185,26 @@ async def _list(store: Store, args: argparse.Namespace, _config: Config) -> int:
 async def _show(store: Store, args: argparse.Namespace, _config: Config) -> int:
     box = secret_box()
     rec = await endpoints.get_endpoint(store, args.endpoint_id)
-    view = endpoint_view(rec) | {
-        "secret": box.open(rec["secret"], f"endpoint {rec['id']} secret"),
-        "secret_at_rest": "encrypted" if is_sealed(rec["secret"]) else "plaintext",
-    }
+    secret = box.open(rec["secret"], f"endpoint {rec['id']} secret")
+    view = endpoint_view(rec) | _key_view(rec["signature_scheme"], secret)
+    if rec["signature_scheme"] == ED25519 and (previous := _previous_public_keys(rec)):
+        view["previous_public_keys"] = previous
+    view["secret_at_rest"] = "encrypted" if is_sealed(rec["secret"]) else "plaintext"
     text = "\n".join(f"{k:<16} {human(v)}" for k, v in view.items())
     emit(view, args.json, text)
     return 0
+
+
+def _previous_public_keys(rec: Any) -> list[str]:
+    """Public keys of the private keys still signing during a rotation grace."""
+    box, now_s = secret_box(), time.time()
+    stored = rec["previous_secrets"]
+    previous = orjson.loads(stored) if isinstance(stored, str) else stored
+    return [
+        _public_key(box.open(str(p["secret"]), f"endpoint {rec['id']} previous secret"))
+        for p in previous
+        if float(p["expires_at"]) > now_s
+    ]
 
 
 async def _enable(store: Store, args: argparse.Namespace, _config: Config) -> int:
@@ -186,11 +225,16 @@ async def _rotate(store: Store, args: argparse.Namespace, config: Config) -> int
         store, args.endpoint_id, grace_s=grace_s, new_secret=args.secret, box=secret_box()
     )
     until = format_duration(round(grace_s))
-    emit(
-        {"id": args.endpoint_id, "secret": secret, "previous_valid_for": until},
-        args.json,
-        f"secret: {secret}\n(the previous secret is still signed for {until})",
-    )
+    rec = await endpoints.get_endpoint(store, args.endpoint_id)
+    keys = _key_view(rec["signature_scheme"], secret)
+    if "public_key" in keys:
+        text = (
+            f"public key: {keys['public_key']}\n(the previous key still signs for {until}:"
+            " receivers may accept either public key until then)"
+        )
+    else:
+        text = f"secret: {secret}\n(the previous secret is still signed for {until})"
+    emit({"id": args.endpoint_id, **keys, "previous_valid_for": until}, args.json, text)
     return 0
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,7 +16,8 @@ import structlog
 
 from daemon import migrate
 from daemon.cli.common import Parser, database_url, open_store, secret_box
-from daemon.config import Config, config_as_dict
+from daemon.config import Config, config_as_dict, load_config
+from daemon.errors import ConfigError
 from daemon.service import Service
 
 log = structlog.get_logger("webhookd.cli")
@@ -35,8 +37,9 @@ def register(sub: Any, common: Parser) -> None:
 
 async def cmd_run(args: argparse.Namespace, config: Config) -> int:
     box = secret_box()
+    configured_url = config.database.url
     config = replace(config, database=replace(config.database, url=database_url(config)))
-    service = Service(config, migrate_schema=args.migrate, secret_box=box)
+    service = Service(config, migrate_schema=args.migrate, secret_box=box, log_stream=sys.stdout)
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -48,11 +51,28 @@ async def cmd_run(args: argparse.Namespace, config: Config) -> int:
             os._exit(130)
         service.request_stop()
 
+    def on_hangup() -> None:
+        reload_config(service, args.config, configured_url)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await service.start()
     await service.wait()
     return 0
+
+
+def reload_config(service: Service, path: Path | None, configured_url: str) -> None:
+    """SIGHUP: read the same file and environment again and apply what can change while
+    running. A file that does not load changes nothing: the old configuration stays."""
+    try:
+        loaded = load_config(path, os.environ)
+    except ConfigError as exc:
+        log.error("config.reload_failed", key=exc.key, error=exc.why)
+        return
+    if loaded.database.url == configured_url:  # unchanged: keep the URL in use (embedded)
+        loaded = replace(loaded, database=replace(loaded.database, url=service.config.database.url))
+    service.reload(loaded)
 
 
 async def cmd_migrate(_args: argparse.Namespace, config: Config) -> int:

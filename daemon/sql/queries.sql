@@ -72,7 +72,7 @@ SET status = 'delivering',
     updated_at = now()
 FROM picked p, webhookd.outbox o
 WHERE d.id = p.id AND o.id = d.message_id
-RETURNING d.id, d.endpoint_id, d.attempts, o.msg_id, o.event_type,
+RETURNING d.id, d.endpoint_id, d.attempts, d.attempt_base, o.msg_id, o.event_type,
           o.payload::text AS payload, o.created_at;
 
 -- name: next_due
@@ -111,12 +111,16 @@ WHERE id = ANY ($1::bigint[]) AND status = 'delivering' AND locked_by = $2;
 -- Write a batch of finished attempts: the attempt log, and the delivery's new state when
 -- this instance still holds its lease (a lease taken over by another instance is not
 -- overwritten, but the attempt is still logged). Returns how many deliveries changed.
+-- $12[i]: whether the attempt succeeded, for the endpoint's failing streak (NULL: the result
+-- says nothing about the endpoint, e.g. a refused destination). The streak columns of
+-- endpoint_state are written only when they change (migrations/0004_endpoint_health.sql).
 WITH o AS (
     SELECT *
     FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::float8[],
-                $6::float8[], $7::int[], $8::text[], $9::text[], $10::bytea[])
+                $6::float8[], $7::int[], $8::text[], $9::text[], $10::bytea[], $12::bool[])
+         WITH ORDINALITY
          AS o(delivery_id, attempt, status, next_in_s, started_at, duration_ms,
-              status_code, error_class, error, response_body)
+              status_code, error_class, error, response_body, ok, ord)
 ), upd AS (
     UPDATE webhookd.deliveries d
     SET status = o.status,
@@ -135,7 +139,7 @@ WITH o AS (
       AND d.status = 'delivering'
       AND d.locked_by = $11
       AND d.attempts = o.attempt - 1
-    RETURNING d.id
+    RETURNING d.id, d.endpoint_id
 ), ins AS (
     INSERT INTO webhookd.attempts (delivery_id, attempt, started_at, duration_ms, status_code,
                                    error_class, error, response_body, instance)
@@ -143,6 +147,39 @@ WITH o AS (
            o.error_class, o.error, o.response_body, $11
     FROM o
     WHERE EXISTS (SELECT 1 FROM webhookd.deliveries d WHERE d.id = o.delivery_id)
+), seen AS (
+    -- per endpoint, in the order the attempts finished: which came after its last success
+    SELECT u.endpoint_id, o.ok, o.started_at,
+           o.ord > coalesce(max(o.ord) FILTER (WHERE o.ok) OVER (PARTITION BY u.endpoint_id), 0)
+               AS after_last_ok
+    FROM o JOIN upd u ON u.id = o.delivery_id
+    WHERE o.ok IS NOT NULL
+), streak AS (
+    SELECT endpoint_id, bool_or(ok) AS succeeded,
+           count(*) FILTER (WHERE after_last_ok)::int AS failures,
+           to_timestamp(min(started_at) FILTER (WHERE after_last_ok)) AS first_failure
+    FROM seen
+    GROUP BY endpoint_id
+), changed AS MATERIALIZED (
+    -- only rows whose streak changes, locked in one order (two daemons never deadlock here)
+    SELECT s.endpoint_id
+    FROM webhookd.endpoint_state s
+    JOIN streak k ON k.endpoint_id = s.endpoint_id
+    WHERE k.failures > 0 OR s.failing_since IS NOT NULL OR s.consecutive_failures > 0
+    ORDER BY s.endpoint_id
+    FOR UPDATE OF s
+), health AS (
+    -- a success restarts the streak at the first failure after it (or ends it); otherwise the
+    -- failures add to the streak, which began at its first failure
+    UPDATE webhookd.endpoint_state s
+    SET failing_since = CASE WHEN k.failures = 0 THEN NULL
+                             WHEN k.succeeded THEN k.first_failure
+                             ELSE coalesce(s.failing_since, k.first_failure) END,
+        consecutive_failures = CASE WHEN k.succeeded THEN k.failures
+                                    ELSE s.consecutive_failures + k.failures END
+    FROM streak k
+    WHERE s.endpoint_id = k.endpoint_id
+      AND s.endpoint_id IN (SELECT endpoint_id FROM changed)
 )
 SELECT count(*) AS updated FROM upd;
 
@@ -280,3 +317,355 @@ SET secret = u.secret, previous_secrets = u.previous_secrets::jsonb, headers = u
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
      AS u(id, secret, previous_secrets, headers)
 WHERE e.id = u.id;
+
+-- name: operator_endpoint
+-- An endpoint named on the command line, deleted or not (to say which it is).
+SELECT id, enabled, disabled_reason, deleted_at FROM webhookd.endpoints WHERE id = $1;
+
+-- name: message_find
+-- Messages an operator may mean: outbox id $1 (NULL when the text is not a number) or msg_id
+-- $2 (one msg_id may be used once per tenant and endpoint, so it can name several).
+SELECT id, msg_id FROM webhookd.outbox WHERE id = $1 OR msg_id = $2 ORDER BY id LIMIT 10;
+
+-- name: message_get
+-- One message, its payload as text.
+SELECT id, msg_id, tenant_id, endpoint_id, event_type, payload::text AS payload, ordering_key,
+       deliver_after, created_at
+FROM webhookd.outbox
+WHERE id = $1;
+
+-- name: message_deliveries
+-- The deliveries of message $1 with the state of their endpoint.
+SELECT d.id, d.endpoint_id, d.status, d.attempts, d.attempt_base, d.next_attempt_at,
+       d.locked_by, d.last_status_code, d.last_error, d.created_at, d.finished_at,
+       e.enabled AS endpoint_enabled, e.deleted_at IS NOT NULL AS endpoint_deleted,
+       e.disabled_reason AS endpoint_disabled_reason
+FROM webhookd.deliveries d
+JOIN webhookd.endpoints e ON e.id = d.endpoint_id
+WHERE d.message_id = $1
+ORDER BY d.id;
+
+-- name: message_attempts
+-- Every attempt at message $1's deliveries in the order made, with at most $2 bytes of each
+-- response body and its full stored size.
+SELECT a.delivery_id, d.endpoint_id, a.attempt, a.started_at, a.duration_ms, a.status_code,
+       a.error_class, a.error, a.instance,
+       substring(a.response_body FROM 1 FOR $2) AS response_body,
+       coalesce(octet_length(a.response_body), 0) AS response_bytes
+FROM webhookd.attempts a
+JOIN webhookd.deliveries d ON d.id = a.delivery_id
+WHERE d.message_id = $1
+ORDER BY a.id;
+
+-- name: message_list
+-- Newest messages first, one row per delivery, filtered by delivery status $1, endpoint $2,
+-- event type $3 and enqueue time in [$4, $5); at most $6 rows. A message that matched no
+-- endpoint is one row without a delivery (when neither $1 nor $2 is given).
+SELECT o.id, o.msg_id, o.event_type, o.tenant_id, o.created_at, d.id AS delivery_id,
+       d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.last_status_code, d.last_error
+FROM webhookd.outbox o
+LEFT JOIN webhookd.deliveries d ON d.message_id = o.id
+WHERE ($1::text IS NULL OR d.status = $1)
+  AND ($2::text IS NULL OR d.endpoint_id = $2)
+  AND ($3::text IS NULL OR o.event_type = $3)
+  AND ($4::timestamptz IS NULL OR o.created_at >= $4)
+  AND ($5::timestamptz IS NULL OR o.created_at < $5)
+ORDER BY o.id DESC, d.id
+LIMIT $6;
+
+-- name: message_send
+-- Enqueue a message for endpoint $1, as an application does (the fan-out trigger creates the
+-- delivery and wakes the daemons).
+INSERT INTO webhookd.outbox (endpoint_id, event_type, payload)
+VALUES ($1, $2, $3::jsonb)
+RETURNING id, msg_id;
+
+-- name: message_replay
+-- New attempt series, due now, for the finished (delivered or failed) deliveries of message
+-- $1, only the one to endpoint $2 when given, whose endpoint is enabled and not deleted.
+-- `attempt_base` takes the value of `attempts`: attempt numbers go on, the retry schedule
+-- restarts (migrations/0006_replay.sql).
+UPDATE webhookd.deliveries d
+SET status = 'pending', attempt_base = d.attempts, next_attempt_at = now(),
+    last_status_code = NULL, last_error = NULL, finished_at = NULL, updated_at = now()
+FROM webhookd.endpoints e
+WHERE d.message_id = $1
+  AND ($2::text IS NULL OR d.endpoint_id = $2)
+  AND d.status IN ('delivered', 'failed')
+  AND e.id = d.endpoint_id AND e.enabled AND e.deleted_at IS NULL
+RETURNING d.id, d.endpoint_id, d.attempts;
+
+-- name: dead_letters_list
+-- Dead-lettered deliveries, latest failure first: of endpoint $1, failed in [$2, $3); at most
+-- $4 rows, each with the count of every match.
+SELECT d.id AS delivery_id, d.message_id, o.msg_id, o.event_type, d.endpoint_id, d.attempts,
+       d.last_status_code, d.last_error, d.updated_at AS failed_at, count(*) OVER () AS total
+FROM webhookd.deliveries d
+JOIN webhookd.outbox o ON o.id = d.message_id
+WHERE d.status = 'failed'
+  AND ($1::text IS NULL OR d.endpoint_id = $1)
+  AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
+  AND ($3::timestamptz IS NULL OR d.updated_at < $3)
+ORDER BY d.updated_at DESC, d.id DESC
+LIMIT $4;
+
+-- name: dead_letters_requeue
+-- New attempt series, due now, for up to $5 dead-lettered deliveries of enabled, live
+-- endpoints: of endpoint $1, of messages $2, failed in [$3, $4) (NULL: any). Requeued rows
+-- are pending, so calling it again until it returns fewer than $5 ends.
+UPDATE webhookd.deliveries d
+SET status = 'pending', attempt_base = d.attempts, next_attempt_at = now(),
+    last_status_code = NULL, last_error = NULL, finished_at = NULL, updated_at = now()
+WHERE d.id IN (
+    SELECT f.id
+    FROM webhookd.deliveries f
+    JOIN webhookd.endpoints e ON e.id = f.endpoint_id
+    WHERE f.status = 'failed'
+      AND e.enabled AND e.deleted_at IS NULL
+      AND ($1::text IS NULL OR f.endpoint_id = $1)
+      AND ($2::bigint[] IS NULL OR f.message_id = ANY ($2))
+      AND ($3::timestamptz IS NULL OR f.updated_at >= $3)
+      AND ($4::timestamptz IS NULL OR f.updated_at < $4)
+    ORDER BY f.id
+    LIMIT $5
+    FOR UPDATE OF f SKIP LOCKED
+)
+RETURNING d.id;
+
+-- name: dead_letters_stuck
+-- Dead letters the same selection leaves alone because their endpoint is disabled or deleted.
+SELECT count(*)
+FROM webhookd.deliveries f
+JOIN webhookd.endpoints e ON e.id = f.endpoint_id
+WHERE f.status = 'failed'
+  AND NOT (e.enabled AND e.deleted_at IS NULL)
+  AND ($1::text IS NULL OR f.endpoint_id = $1)
+  AND ($2::bigint[] IS NULL OR f.message_id = ANY ($2))
+  AND ($3::timestamptz IS NULL OR f.updated_at >= $3)
+  AND ($4::timestamptz IS NULL OR f.updated_at < $4);
+
+-- name: outbox_wake
+-- Wake the daemons now (they also poll) after deliveries were made due by hand.
+SELECT pg_notify('webhookd_outbox', '');
+
+-- name: operator_stats
+-- Per endpoint: deliveries waiting and in flight now; attempts (count, 2xx, duration p50/p95)
+-- and dead letters in the last $1 seconds. Live endpoints, and deleted ones with any of
+-- these; only endpoint $2 when given.
+WITH since AS (
+    SELECT now() - make_interval(secs => $1::float8) AS t
+), tried AS (
+    SELECT d.endpoint_id, count(*) AS attempts,
+           count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms) AS p50_ms,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95_ms
+    FROM webhookd.attempts a
+    JOIN webhookd.deliveries d ON d.id = a.delivery_id
+    WHERE a.started_at >= (SELECT t FROM since)
+    GROUP BY d.endpoint_id
+), queued AS (
+    SELECT endpoint_id,
+           count(*) FILTER (WHERE status = 'pending') AS backlog,
+           count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due,
+           count(*) FILTER (WHERE status = 'delivering') AS in_flight
+    FROM webhookd.deliveries
+    WHERE status IN ('pending', 'delivering')
+    GROUP BY endpoint_id
+), dead AS (
+    SELECT endpoint_id, count(*) AS dead_letters
+    FROM webhookd.deliveries
+    WHERE status = 'failed' AND updated_at >= (SELECT t FROM since)
+    GROUP BY endpoint_id
+)
+SELECT e.id AS endpoint_id, e.enabled, e.deleted_at IS NOT NULL AS deleted,
+       coalesce(q.backlog, 0) AS backlog, coalesce(q.due, 0) AS due,
+       coalesce(q.in_flight, 0) AS in_flight, coalesce(t.attempts, 0) AS attempts,
+       coalesce(t.succeeded, 0) AS succeeded, t.p50_ms, t.p95_ms,
+       coalesce(x.dead_letters, 0) AS dead_letters
+FROM webhookd.endpoints e
+LEFT JOIN tried t ON t.endpoint_id = e.id
+LEFT JOIN queued q ON q.endpoint_id = e.id
+LEFT JOIN dead x ON x.endpoint_id = e.id
+WHERE ($2::text IS NULL OR e.id = $2)
+  AND (e.deleted_at IS NULL OR t.endpoint_id IS NOT NULL OR q.endpoint_id IS NOT NULL
+       OR x.endpoint_id IS NOT NULL)
+ORDER BY e.created_at, e.id;
+
+-- name: demo_enqueue
+-- `webhookd demo`: a burst of $2 messages spread round-robin over the endpoints $1.
+INSERT INTO webhookd.outbox (endpoint_id, event_type, payload)
+SELECT ($1::text[])[1 + (g - 1) % cardinality($1::text[])], 'invoice.paid',
+       jsonb_build_object('type', 'invoice.paid',
+                          'data', jsonb_build_object('invoice', 'in_' || lpad(g::text, 4, '0'),
+                                                     'amount', 100 * g, 'currency', 'EUR'))
+FROM generate_series(1, $2::int) g;
+
+-- name: demo_progress
+-- `webhookd demo`: each endpoint's deliveries by state, and the attempts made.
+SELECT endpoint_id,
+       count(*) AS total,
+       count(*) FILTER (WHERE status = 'delivered') AS delivered,
+       count(*) FILTER (WHERE status = 'pending' AND attempts = 0) AS waiting,
+       count(*) FILTER (WHERE status = 'pending' AND attempts > 0) AS retrying,
+       count(*) FILTER (WHERE status = 'delivering') AS delivering,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       coalesce(sum(attempts), 0) AS attempts
+FROM webhookd.deliveries
+WHERE endpoint_id = ANY($1::text[])
+GROUP BY endpoint_id;
+
+-- name: endpoints_failing
+-- Enabled endpoints with no success since at least $1 seconds ago and at least $2 failed
+-- attempts in a row: the daemon disables them (migrations/0004_endpoint_health.sql).
+SELECT s.endpoint_id
+FROM webhookd.endpoint_state s
+JOIN webhookd.endpoints e ON e.id = s.endpoint_id
+WHERE e.enabled AND e.deleted_at IS NULL
+  AND s.failing_since <= now() - make_interval(secs => $1)
+  AND s.consecutive_failures >= $2;
+
+-- name: endpoints_disable_failing
+-- Disable those of endpoints $1 still failing as `endpoints_failing` found them (a success
+-- may have come since), with the reason. Only enabled ones change, so with several daemons
+-- one of them does it and reports it.
+UPDATE webhookd.endpoints e
+SET enabled = false,
+    disabled_reason = 'failing since '
+        || to_char(s.failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+        || ' (' || s.consecutive_failures || ' failed attempts in a row)',
+    version = e.version + 1,
+    updated_at = now()
+FROM webhookd.endpoint_state s
+WHERE e.id = ANY ($1::text[]) AND s.endpoint_id = e.id
+  AND e.enabled AND e.deleted_at IS NULL
+  AND s.failing_since <= now() - make_interval(secs => $2)
+  AND s.consecutive_failures >= $3
+RETURNING e.id, e.disabled_reason, s.failing_since, s.consecutive_failures;
+
+-- name: endpoint_auto_disable
+-- Disable endpoint $1 with reason $2 (the daemon, on a 410 Gone). Only an enabled endpoint
+-- changes, so of several daemons or attempts one does it and reports it.
+UPDATE webhookd.endpoints
+SET enabled = false, disabled_reason = $2, version = version + 1, updated_at = now()
+WHERE id = $1 AND enabled AND deleted_at IS NULL
+RETURNING id;
+
+-- name: endpoint_health_reset
+-- Forget an endpoint's failing streak (`endpoint enable`: it gets a whole period again).
+UPDATE webhookd.endpoint_state
+SET failing_since = NULL, consecutive_failures = 0
+WHERE endpoint_id = $1 AND (failing_since IS NOT NULL OR consecutive_failures > 0);
+
+-- name: prune_bounds
+-- A prune's cutoff, now minus $1 seconds, and the id of the newest message created before it
+-- (ids follow creation times closely; a message committed out of order waits a later prune).
+SELECT now() - make_interval(secs => $1) AS cutoff,
+       (SELECT o.id FROM webhookd.outbox o
+        WHERE o.created_at < now() - make_interval(secs => $1)
+        ORDER BY o.created_at DESC
+        LIMIT 1) AS last_id;
+
+-- name: prune_messages
+-- One batch of `webhookd prune`: of the messages with id in ($1, $2] created before $3 (at
+-- most $4, in id order), delete those whose deliveries all finished before $3 (delivered, or
+-- also dead-lettered when $5), with their deliveries and attempts; $6: count only (dry run).
+-- The finished deliveries are locked, which reads their status again: one requeued meanwhile
+-- keeps its message. ok = false (nothing done): another prune holds the lock. old_attempts:
+-- the deleted attempts that started before $3.
+WITH lock AS MATERIALIZED (
+    SELECT pg_try_advisory_xact_lock(hashtext('webhookd.prune')) AS ok
+), scanned AS MATERIALIZED (
+    SELECT o.id
+    FROM webhookd.outbox o
+    WHERE (SELECT ok FROM lock) AND o.id > $1 AND o.id <= $2 AND o.created_at < $3
+    ORDER BY o.id
+    LIMIT $4
+), finished AS MATERIALIZED (
+    SELECT d.id, d.message_id
+    FROM webhookd.deliveries d
+    WHERE d.message_id IN (SELECT id FROM scanned)
+      AND (d.status = 'delivered' OR ($5 AND d.status = 'failed'))
+      AND coalesce(d.finished_at, d.updated_at) < $3
+    FOR UPDATE OF d
+), doomed AS MATERIALIZED (
+    SELECT s.id
+    FROM scanned s
+    WHERE NOT EXISTS (SELECT 1 FROM webhookd.deliveries d
+                      WHERE d.message_id = s.id AND d.id NOT IN (SELECT id FROM finished))
+), doomed_deliveries AS MATERIALIZED (
+    SELECT f.id FROM finished f JOIN doomed m ON m.id = f.message_id
+), gone_attempts AS (
+    DELETE FROM webhookd.attempts a
+    USING doomed_deliveries dd
+    WHERE a.delivery_id = dd.id AND NOT $6
+    RETURNING a.started_at < $3 AS old
+), gone_deliveries AS (
+    DELETE FROM webhookd.deliveries d
+    USING doomed_deliveries dd
+    WHERE d.id = dd.id AND NOT $6
+    RETURNING d.id
+), gone_messages AS (
+    DELETE FROM webhookd.outbox o
+    USING doomed m
+    WHERE o.id = m.id AND NOT $6
+    RETURNING o.id
+), counted AS (
+    SELECT count(*) AS attempts, count(*) FILTER (WHERE a.started_at < $3) AS old
+    FROM webhookd.attempts a
+    JOIN doomed_deliveries dd ON dd.id = a.delivery_id
+    WHERE $6
+)
+SELECT (SELECT ok FROM lock) AS ok,
+       (SELECT count(*) FROM scanned)::int AS scanned,
+       (SELECT max(id) FROM scanned) AS last_id,
+       (CASE WHEN $6 THEN (SELECT count(*) FROM doomed)
+             ELSE (SELECT count(*) FROM gone_messages) END)::int AS messages,
+       (CASE WHEN $6 THEN (SELECT count(*) FROM doomed_deliveries)
+             ELSE (SELECT count(*) FROM gone_deliveries) END)::int AS deliveries,
+       (CASE WHEN $6 THEN (SELECT attempts FROM counted)
+             ELSE (SELECT count(*) FROM gone_attempts) END)::int AS attempts,
+       (CASE WHEN $6 THEN (SELECT old FROM counted)
+             ELSE (SELECT count(*) FILTER (WHERE old) FROM gone_attempts) END)::int
+           AS old_attempts;
+
+-- name: prune_attempts
+-- One batch of `webhookd prune`: delete up to $3 attempts started in [$1, $2), oldest first
+-- ($1 NULL: from the first); run after prune_messages, these are attempts of kept deliveries.
+-- ok = false (nothing done): another prune holds the lock.
+WITH lock AS MATERIALIZED (
+    SELECT pg_try_advisory_xact_lock(hashtext('webhookd.prune')) AS ok
+), old AS MATERIALIZED (
+    SELECT a.id, a.started_at
+    FROM webhookd.attempts a
+    WHERE (SELECT ok FROM lock)
+      AND a.started_at >= coalesce($1::timestamptz, '-infinity') AND a.started_at < $2
+    ORDER BY a.started_at
+    LIMIT $3
+), gone AS (
+    DELETE FROM webhookd.attempts a USING old WHERE a.id = old.id RETURNING a.id
+)
+SELECT (SELECT ok FROM lock) AS ok,
+       (SELECT count(*) FROM old)::int AS scanned,
+       (SELECT max(started_at) FROM old) AS last_started_at,
+       (SELECT count(*) FROM gone)::int AS deleted;
+
+-- name: prune_attempts_count
+-- Attempts started before $1 (what a dry run of prune_attempts would delete).
+SELECT count(*) FROM webhookd.attempts WHERE started_at < $1;
+
+-- name: endpoint_get_for_update
+-- One live endpoint, locked until the transaction ends (`endpoint update` reads, checks, writes).
+SELECT * FROM webhookd.endpoints WHERE id = $1 AND deleted_at IS NULL FOR UPDATE;
+
+-- name: endpoint_update
+-- Write an endpoint's settings; headers ($11) and secret ($12) only when not NULL. $16: the
+-- signature scheme changed, so secrets kept for a rotation grace are dropped (the new scheme
+-- cannot sign with them).
+UPDATE webhookd.endpoints
+SET url = $2, tenant_id = $3, description = $4, event_types = $5, signature_scheme = $6,
+    signature_header = $7, signature_prefix = $8, rate_per_s = $9, burst = $10,
+    headers = coalesce($11::jsonb, headers), secret = coalesce($12, secret),
+    max_in_flight = $13, timeout_ms = $14, retry_schedule_ms = $15,
+    previous_secrets = CASE WHEN $16 THEN '[]'::jsonb ELSE previous_secrets END,
+    version = version + 1, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL;

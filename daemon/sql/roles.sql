@@ -17,12 +17,19 @@ GRANT USAGE ON SEQUENCE webhookd.outbox_id_seq TO :"app_role";
 -- GRANT SELECT (id, msg_id) ON webhookd.outbox TO :"app_role";
 
 -- The daemon role (`webhookd run`, without --migrate) reads endpoints and messages, leases
--- and updates deliveries (claim, rescue, release, outcomes), keeps the shared rate limits and
--- pauses, and logs attempts. It cannot change endpoints or messages, delete anything, or
--- create objects. LISTEN/NOTIFY needs no grant.
+-- and updates deliveries (claim, rescue, release, outcomes), keeps the shared rate limits,
+-- pauses and failing streaks, and logs attempts. Of endpoints it may change only whether one
+-- is enabled (endpoint health: failing too long, or 410 Gone), never a URL, secret or header.
+-- It cannot change messages, delete anything, or create objects. LISTEN/NOTIFY needs no grant.
 GRANT USAGE ON SCHEMA webhookd TO :"daemon_role";
 GRANT SELECT ON webhookd.schema_migrations, webhookd.endpoints, webhookd.outbox
+    TO :"daemon_role";
+GRANT UPDATE (enabled, disabled_reason, version, updated_at) ON webhookd.endpoints
     TO :"daemon_role";
 GRANT SELECT, UPDATE ON webhookd.deliveries, webhookd.endpoint_state TO :"daemon_role";
 GRANT INSERT ON webhookd.attempts TO :"daemon_role";
 GRANT USAGE ON SEQUENCE webhookd.attempts_id_seq TO :"daemon_role";
+-- Only if the daemon prunes (retention.prune_after is set): deleting finished messages with
+-- their deliveries and attempts, and old attempts. (`webhookd prune` as the admin needs none.)
+-- GRANT DELETE ON webhookd.outbox, webhookd.deliveries, webhookd.attempts TO :"daemon_role";
+-- GRANT SELECT (id, delivery_id, started_at) ON webhookd.attempts TO :"daemon_role";

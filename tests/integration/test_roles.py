@@ -254,6 +254,15 @@ async def test_daemon_role_cannot_change_endpoints_create_or_read_outside(roles:
     ep_id = await _admin_endpoint(roles, "https://example.com/d")
     assert await roles.daemon.fetchval("SELECT count(*) FROM webhookd.endpoints") == 1
     await _denied(roles.daemon, "UPDATE webhookd.endpoints SET url = 'https://evil.example'")
+    await _denied(roles.daemon, "UPDATE webhookd.endpoints SET secret = 'whsec_mine'")
+    await _denied(roles.daemon, "UPDATE webhookd.endpoints SET headers = '[]'")
+    await _denied(roles.daemon, "UPDATE webhookd.endpoints SET deleted_at = now()")
+    # Endpoint health: the daemon may disable an endpoint (and only that).
+    await roles.daemon.execute(
+        "UPDATE webhookd.endpoints SET enabled = false, disabled_reason = 'x',"
+        " version = version + 1, updated_at = now() WHERE id = $1",
+        ep_id,
+    )
     await _denied(roles.daemon, "DELETE FROM webhookd.endpoints")
     await _denied(
         roles.daemon,
@@ -317,7 +326,96 @@ async def test_roles_sql_file_runs_under_psql_with_variables(roles: Roles) -> No
         (roles.app_name, "has_sequence_privilege", "webhookd.outbox_id_seq", "USAGE"),
         (roles.daemon_name, "has_table_privilege", "webhookd.deliveries", "UPDATE"),
         (roles.daemon_name, "has_table_privilege", "webhookd.attempts", "INSERT"),
+        (roles.daemon_name, "has_any_column_privilege", "webhookd.endpoints", "UPDATE"),
     ]
     for role, check, target, privilege in checks:
         granted = await roles.admin.fetchval(f"SELECT {check}($1, $2, $3)", role, target, privilege)
         assert granted is True, (role, target, privilege)
+
+
+# -- endpoint health and retention as the daemon role -------------------------------------------
+
+
+def _optional_prune_grants(roles: Roles) -> list[str]:
+    return [
+        line.removeprefix("-- ")
+        for line in roles_sql(roles.app_name, roles.daemon_name).splitlines()
+        if line.startswith("-- GRANT") and roles.daemon_name in line
+    ]
+
+
+async def test_daemon_role_disables_gone_and_failing_endpoints(
+    roles: Roles, receiver: Receiver
+) -> None:
+    receiver.on("/gone", lambda _hit, _n: web.Response(status=410))
+    receiver.on("/down", lambda _hit, _n: web.Response(status=500))
+    gone = await _admin_endpoint(roles, receiver.url("/gone"))
+    down = await _admin_endpoint(roles, receiver.url("/down"), retry_schedule_s=(0.05,) * 50)
+    config = daemon_config(
+        roles.dsn_of(roles.daemon_name),
+        health={"disable_after_s": 0.5, "min_failures": 2},
+        breaker={"enabled": False},
+    )
+    service = Service(config)
+    with capture_logs() as logs:
+        await service.start()
+        try:
+            for ep_id in (gone, down):
+                await roles.app.execute(
+                    "INSERT INTO webhookd.outbox (endpoint_id, event_type, payload)"
+                    " VALUES ($1, 'e', '{}')",
+                    ep_id,
+                )
+
+            async def both_disabled() -> bool:
+                rows = await roles.admin.fetch(
+                    "SELECT enabled FROM webhookd.endpoints WHERE NOT enabled"
+                )
+                return len(rows) == 2
+
+            await wait_until(both_disabled, 10, "both endpoints disabled by the daemon role")
+        finally:
+            await service.stop()
+    assert service._failure is None and _db_errors(service) == 0
+    assert not [e for e in logs if "permission" in str(e).lower()], logs
+    causes = sorted(e["cause"] for e in logs if e["event"] == "endpoint.auto_disabled")
+    assert causes == ["failing", "gone"]
+
+
+async def test_daemon_role_prunes_only_with_the_optional_grants(
+    roles: Roles, receiver: Receiver
+) -> None:
+    ep_id = await _admin_endpoint(roles, receiver.url("/ok"))
+    config = daemon_config(
+        roles.dsn_of(roles.daemon_name),
+        retention={"prune_after_s": 0.5, "prune_interval_s": 0.2},
+    )
+    await roles.app.execute(
+        "INSERT INTO webhookd.outbox (endpoint_id, event_type, payload) VALUES ($1, 'e', '{}')",
+        ep_id,
+    )
+    service = Service(config)
+    with capture_logs() as logs:
+        await service.start()
+        try:
+
+            async def refused() -> bool:
+                return any(e["event"] == "retention.prune_failed" for e in logs)
+
+            await wait_until(refused, 10, "the prune refused for want of grants")
+            assert await service.readiness() == (True, "ready")  # the daemon carries on
+            grants = _optional_prune_grants(roles)
+            assert len(grants) == 2
+            for grant in grants:
+                await roles.admin.execute(grant)
+
+            async def pruned() -> bool:
+                return await roles.admin.fetchval("SELECT count(*) FROM webhookd.outbox") == 0
+
+            await wait_until(pruned, 10, "the delivered message pruned by the daemon role")
+        finally:
+            await service.stop()
+    assert service._failure is None
+    failed = next(e for e in logs if e["event"] == "retention.prune_failed")
+    assert "permission denied" in failed["error"] and "roles.sql" in failed["hint"]
+    assert await roles.admin.fetchval("SELECT count(*) FROM webhookd.attempts") == 0

