@@ -43,6 +43,24 @@ def toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def daemon_toml(instance: str, **overrides: Mapping[str, Any]) -> str:
+    """A test daemon's config: loopback receivers allowed, short leases and retries, metrics on
+    a free port; `overrides` replace keys section by section."""
+    sections: dict[str, dict[str, Any]] = {
+        "outbox": {"poll_interval": "200ms", "lease_margin": "2s", "instance_id": instance},
+        "delivery": {
+            "allow_insecure_http": True,
+            "allow_private_networks": True,
+            "timeout": "2s",
+            "retry_schedule": ["100ms"] * 5,
+        },
+        "metrics": {"listen": "127.0.0.1:0"},
+    }
+    for name, keys in overrides.items():
+        sections.setdefault(name, {}).update(keys)
+    return toml(sections)
+
+
 @dataclass
 class DaemonProcess:
     """One `webhookd run`; its stdout (JSON log lines) and stderr are collected as they come."""

@@ -7,10 +7,10 @@ import random
 
 import orjson
 import pytest
-from aiohttp import web
 
-from tests.chaos.conftest import Spawn, toml
-from tests.integration.conftest import Harness, Hit, Receiver
+from tests.chaos.conftest import Spawn, daemon_toml
+from tests.integration.conftest import Harness, Receiver
+from tests.integration.test_ordering import assert_first_successes_in_order, flaky_recorder
 
 pytestmark = pytest.mark.chaos
 
@@ -19,37 +19,18 @@ PER_KEY = 8
 
 
 def config(instance: str) -> str:
-    return toml(
-        {
-            "outbox": {"poll_interval": "200ms", "lease_margin": "2s", "instance_id": instance},
-            "delivery": {
-                "allow_insecure_http": True,
-                "allow_private_networks": True,
-                "timeout": "2s",
-                "retry_schedule": ["50ms"] * 20,
-                "retry_jitter": 0.0,
-            },
-            "breaker": {"enabled": False},
-            "metrics": {"listen": "127.0.0.1:0"},
-        }
+    return daemon_toml(
+        instance,
+        delivery={"retry_schedule": ["50ms"] * 20, "retry_jitter": 0.0},
+        breaker={"enabled": False},
     )
 
 
 async def test_three_processes_keep_each_keys_insert_order_through_random_failures(
     harness: Harness, receiver: Receiver, spawn: Spawn
 ) -> None:
-    rng = random.Random(11)
     successes: list[tuple[str, int]] = []
-
-    def flaky(hit: Hit, _n: int) -> web.Response:
-        if rng.random() < 0.3:
-            return web.Response(status=500)
-        body = orjson.loads(hit.body)
-        if body["key"] is not None:
-            successes.append((body["key"], body["n"]))
-        return web.Response(text="ok")
-
-    receiver.on("/o", flaky)
+    receiver.on("/o", flaky_recorder(random.Random(11), successes))
     ep_id, _ = await harness.endpoint(receiver.url("/o"), max_in_flight=10)
     for n in range(PER_KEY):
         for key in KEYS:
@@ -66,9 +47,7 @@ async def test_three_processes_keep_each_keys_insert_order_through_random_failur
     await harness.wait_status("delivered", len(KEYS) * PER_KEY, timeout_s=60)
     for daemon in daemons:
         assert await daemon.terminate() == 0
-    for key in KEYS:
-        order = [n for k, n in successes if k == key]
-        assert list(dict.fromkeys(order)) == list(range(PER_KEY)), f"{key}: {order}"
+    assert_first_successes_in_order(successes, KEYS, PER_KEY)
     instances = await harness.conn.fetchval(
         "SELECT count(DISTINCT instance) FROM webhookd.attempts"
     )

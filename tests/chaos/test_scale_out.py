@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.conftest import Spawn, toml
+from tests.chaos.conftest import Spawn, daemon_toml
 from tests.integration.conftest import Harness, Receiver
 
 pytestmark = pytest.mark.chaos
@@ -26,18 +26,8 @@ JITTER_S = 0.1
 
 
 def config(instance: str) -> str:
-    return toml(
-        {
-            "outbox": {"poll_interval": "200ms", "lease_margin": "2s", "instance_id": instance},
-            "delivery": {
-                "allow_insecure_http": True,
-                "allow_private_networks": True,
-                "timeout": "5s",
-                "retry_schedule": ["100ms"] * 5,
-            },
-            "metrics": {"listen": "127.0.0.1:0"},
-            "log": {"level": "info", "format": "json"},
-        }
+    return daemon_toml(
+        instance, delivery={"timeout": "5s"}, log={"level": "info", "format": "json"}
     )
 
 

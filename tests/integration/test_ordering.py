@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -20,6 +21,28 @@ async def enqueue_keyed(harness: Harness, endpoint_id: str, key: str | None, n: 
         orjson.dumps({"key": key, "n": n}).decode(),
         key,
     )
+
+
+def flaky_recorder(rng: random.Random, successes: list[tuple[str, int]]) -> Any:
+    """A receiver that fails 30 % of requests at random and records (key, n) of successes."""
+
+    def respond(hit: Hit, _n: int) -> web.Response:
+        if rng.random() < 0.3:
+            return web.Response(status=500)
+        body = orjson.loads(hit.body)
+        if body["key"] is not None:
+            successes.append((body["key"], body["n"]))
+        return web.Response(text="ok")
+
+    return respond
+
+
+def assert_first_successes_in_order(
+    successes: list[tuple[str, int]], keys: list[str], per_key: int
+) -> None:
+    for key in keys:
+        order = [n for k, n in successes if k == key]
+        assert list(dict.fromkeys(order)) == list(range(per_key)), f"{key}: {order}"
 
 
 async def test_only_the_oldest_open_delivery_of_a_key_is_claimable(harness: Harness) -> None:
@@ -41,18 +64,8 @@ async def test_only_the_oldest_open_delivery_of_a_key_is_claimable(harness: Harn
 async def test_per_key_first_successes_arrive_in_insert_order_across_three_daemons(
     harness: Harness, receiver: Receiver, run_daemon: DaemonFactory
 ) -> None:
-    rng = random.Random(7)
     successes: list[tuple[str, int]] = []
-
-    def flaky(hit: Hit, _n: int) -> web.Response:
-        if rng.random() < 0.3:
-            return web.Response(status=500)
-        body = orjson.loads(hit.body)
-        if body["key"] is not None:
-            successes.append((body["key"], body["n"]))
-        return web.Response(text="ok")
-
-    receiver.on("/o", flaky)
+    receiver.on("/o", flaky_recorder(random.Random(7), successes))
     ep_id, _ = await harness.endpoint(
         receiver.url("/o"), max_in_flight=10, retry_schedule_s=(0.05,) * 20
     )
@@ -69,10 +82,7 @@ async def test_per_key_first_successes_arrive_in_insert_order_across_three_daemo
         run_daemon(delivery=schedule),
     ):
         await harness.wait_status("delivered", 50, timeout_s=30)
-    for key in keys:
-        order = [n for k, n in successes if k == key]
-        first_seen = list(dict.fromkeys(order))
-        assert first_seen == list(range(8)), f"{key}: {order}"
+    assert_first_successes_in_order(successes, keys, 8)
 
 
 async def dead_letter_then_successor(
