@@ -26,7 +26,9 @@ WITH quota AS (
     WHERE (q.rate_per_s IS NOT NULL OR q.max_in_flight IS NOT NULL)
       AND (s.paused_until IS NULL OR s.paused_until <= now())
     FOR UPDATE OF s SKIP LOCKED
-), allowed AS (
+), allowed AS MATERIALIZED (
+    -- materialized in quota order, so `picked` walks the endpoints in that order and stops
+    -- at $3 rows: rows of endpoints it does not reach are never probed nor locked
     SELECT q.endpoint_id, q.ord,
            least(q.n, coalesce(floor(l.tokens + 1e-9)::int, q.n), coalesce(l.slots, q.n)) AS n
     FROM quota q
@@ -35,6 +37,7 @@ WITH quota AS (
                THEN NOT EXISTS (SELECT 1 FROM webhookd.endpoint_state s
                                 WHERE s.endpoint_id = q.endpoint_id AND s.paused_until > now())
                ELSE l.endpoint_id IS NOT NULL END
+    ORDER BY q.ord
 ), picked AS MATERIALIZED (
     SELECT d.id, a.endpoint_id
     FROM allowed a
@@ -56,7 +59,6 @@ WITH quota AS (
         LIMIT greatest(a.n, 0)
         FOR UPDATE SKIP LOCKED
     ) d
-    ORDER BY a.ord
     LIMIT $3
 ), spent AS (
     UPDATE webhookd.endpoint_state s

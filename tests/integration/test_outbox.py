@@ -66,6 +66,25 @@ async def test_claim_leases_at_most_quota_and_limit(harness: Harness) -> None:
     assert await statuses(harness) == {"delivering": 11, "pending": 9}
 
 
+async def test_claim_locks_no_rows_beyond_what_it_leases(harness: Harness) -> None:
+    """A claim stops at its limit: rows of endpoints after that point are neither leased nor
+    locked while it runs, so another daemon claiming at the same moment can take them."""
+    ep1, _ = await harness.endpoint(DEAD_URL)
+    ep2, _ = await harness.endpoint(DEAD_URL)
+    await harness.enqueue_many(ep1, 5)
+    await harness.enqueue_many(ep2, 5)
+    none: list[None] = [None, None]
+    async with harness.store.transaction() as tx:  # the claim's locks held, uncommitted
+        rows = await tx.fetch(
+            "claim", [ep1, ep2], [5, 5], 3, 30.0, "inst-a", none, none, none, False
+        )
+        assert [r["endpoint_id"] for r in rows] == [ep1] * 3
+        free = await harness.conn.fetch(
+            "SELECT endpoint_id FROM webhookd.deliveries FOR UPDATE SKIP LOCKED"
+        )
+        assert Counter(r["endpoint_id"] for r in free) == {ep1: 2, ep2: 5}
+
+
 async def test_live_lease_is_not_claimed_again_and_expired_one_is_rescued(
     harness: Harness,
 ) -> None:
