@@ -158,7 +158,9 @@ class Claimer:
             if orphans:
                 self._on_orphans(orphans)
         if len(claimed) >= capacity:
-            return 0.0 if self._scheduler.capacity() > 0 else None
+            # More is due. Claim again at once only when a claim would be worth its round
+            # trip (the scheduler's `hunger` test); otherwise a finishing attempt wakes us.
+            return 0.0 if self._scheduler.wants_claim() else None
         return await self._next_wake_s(quotas.ids)
 
     async def _next_wake_s(self, offered: list[str]) -> float | None:

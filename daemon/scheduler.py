@@ -321,8 +321,13 @@ class Scheduler:
             if lane.in_flight == 0 and not lane.endpoint.enabled:
                 del self._lanes[endpoint_id]
         self._changed.set()
-        if self.capacity() * 2 >= self._target():
+        if not self.hunger.is_set() and self.wants_claim():
             self.hunger.set()
+
+    def wants_claim(self) -> bool:
+        """Whether enough is free that a claim is worth a round trip: half the target, so
+        claims come in batches rather than one per finished attempt."""
+        return self.capacity() * 2 >= self._target()
 
     def record(self, endpoint_id: str, ok: bool) -> tuple[State | None, float, list[Delivery]]:
         """Feed an attempt's result to the endpoint's breaker. When it opens, the lane is

@@ -394,6 +394,20 @@ async def test_deliveries_queued_behind_their_endpoints_cap_leave_capacity_to_ot
     assert offered(s, s.capacity()) == (["live"], [5])
 
 
+async def test_a_claim_is_wanted_only_once_half_the_target_is_free(clock: FakeClock) -> None:
+    """Claims come in batches: one finishing attempt does not make a round trip worth it."""
+    s = scheduler(clock, endpoint("ep", max_in_flight=10), concurrency=10, batch_size=20)
+    assert s.wants_claim()  # idle: the whole target (the cap, 10) is free
+    s.submit(deliveries("ep", 10))
+    started = await take_all(s)
+    assert len(started) == 10 and not s.wants_claim()
+    for d in started[:4]:
+        s.done(d.endpoint_id)
+    assert s.capacity() == 4 and not s.wants_claim() and not s.hunger.is_set()
+    s.done(started[4].endpoint_id)
+    assert s.wants_claim() and s.hunger.is_set()
+
+
 async def test_drain_queued_returns_everything_not_started(clock: FakeClock) -> None:
     eps = [endpoint(f"ep{i}", rate_per_s=1.0, burst=1) for i in range(3)]
     s = scheduler(clock, *eps, concurrency=10)
