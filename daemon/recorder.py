@@ -58,7 +58,8 @@ def health_column(outcomes: Sequence[Outcome]) -> list[bool | None]:
 
 
 class Recorder:
-    """Buffers outcomes and flushes them every few milliseconds, or at once when many."""
+    """Buffers outcomes and flushes them every few milliseconds (tens while busy), or at
+    once when many."""
 
     def __init__(
         self,
@@ -67,6 +68,8 @@ class Recorder:
         *,
         max_batch: int = 500,
         linger_s: float = 0.005,
+        busy_linger_s: float = 0.025,
+        busy: Callable[[], bool] = lambda: False,
         on_written: Callable[[Sequence[Outcome]], None] | None = None,
         on_db_error: Callable[[], None] | None = None,
     ) -> None:
@@ -74,6 +77,8 @@ class Recorder:
         self._instance = instance
         self._max_batch = max_batch
         self._linger_s = linger_s
+        self._busy_linger_s = busy_linger_s
+        self._busy = busy
         self._buffer: list[Outcome] = []
         self._ready = asyncio.Event()
         self._on_written = on_written
@@ -102,7 +107,11 @@ class Recorder:
             if self._stopping:
                 return
             if len(self._buffer) < self._max_batch:
-                await asyncio.sleep(self._linger_s)
+                # While attempts are running more outcomes are coming: wait longer, so one
+                # statement writes tens of them (PostgreSQL's cost is mostly per statement).
+                # Outcomes are off the delivery path; only retry times move by the linger.
+                busy = self._busy()
+                await asyncio.sleep(self._busy_linger_s if busy else self._linger_s)
             try:
                 await self._flush_once()
                 backoff_s = 0.1

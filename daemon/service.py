@@ -148,6 +148,7 @@ class Service:
         self.recorder = Recorder(
             store,
             self.instance,
+            busy=lambda: self.scheduler.in_flight > 0,
             on_written=self._on_written,
             on_db_error=lambda: self.metrics.db_errors.labels("record").inc(),
         )
