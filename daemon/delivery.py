@@ -25,6 +25,7 @@ from daemon.retry import parse_retry_after
 from daemon.signing import Signer
 
 _PAUSING_STATUSES = (429, 503)
+_CACHE_MAX = 10_000  # distinct URLs / timeouts remembered before starting over
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
 
 
@@ -138,6 +139,10 @@ class Deliverer:
         self._ssl = ssl_context or ssl.create_default_context()
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
+        # Per URL, the refusal `check_url` gives (None: allowed); per value, a ClientTimeout.
+        # Both depend only on their key, and computing them per attempt showed in profiles.
+        self._verdicts: dict[str, DestinationRefused | None] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         inner = self._resolver or aiohttp.ThreadedResolver()
@@ -174,7 +179,7 @@ class Deliverer:
         started = self._clock()
         t0 = time.monotonic()
         try:
-            check_url(endpoint.url, allow_http=self._allow_http, allow_private=self._allow_private)
+            self._check(endpoint.url)
             status, body, retry_after = await self._post(endpoint, delivery, signer, timeout_s)
         except Exception as exc:  # every failure is a recorded attempt, never a crash
             error_class, text = classify_exception(exc)
@@ -194,11 +199,32 @@ class Deliverer:
             retry_after,
         )
 
+    def _check(self, url: str) -> None:
+        if url not in self._verdicts:
+            if len(self._verdicts) >= _CACHE_MAX:
+                self._verdicts.clear()
+            try:
+                check_url(url, allow_http=self._allow_http, allow_private=self._allow_private)
+                self._verdicts[url] = None
+            except DestinationRefused as exc:
+                self._verdicts[url] = exc
+        refused = self._verdicts[url]
+        if refused is not None:
+            raise DestinationRefused(refused.url, refused.why)
+
+    def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:
+            if len(self._timeouts) >= _CACHE_MAX:
+                self._timeouts.clear()
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
+        return timeout
+
     async def _post(
         self, endpoint: Endpoint, delivery: Delivery, signer: Signer, timeout_s: float
     ) -> tuple[int, bytes, float | None]:
         assert self._session is not None, "Deliverer.start() was not called"
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        timeout = self._timeout(timeout_s)
         async with self._session.post(
             endpoint.url,
             data=delivery.payload,

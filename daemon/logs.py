@@ -107,6 +107,11 @@ def _is_secret_key(key: object) -> bool:
     return any(w in _SECRET_WORDS or w.endswith(_SECRET_SUFFIXES) for w in name.split("_"))
 
 
+def enabled(level: str, configured: str) -> bool:
+    """Whether an event at `level` is written under the configured `log.level`."""
+    return LEVELS[level] >= _level_number(configured)
+
+
 def _level_number(level: str) -> int:
     try:
         return LEVELS[level.strip().lower()]

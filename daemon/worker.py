@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import structlog
 
+from daemon import logs
 from daemon.breaker import State
 from daemon.config import Config
 from daemon.delivery import Deliverer
@@ -207,7 +208,9 @@ class Worker:
         else:
             outcome = "dead_lettered"
             self._metrics.dead_letters.inc()
-        self._metrics.deliveries.labels(outcome).inc()
+        self._metrics.count_delivery(outcome)
+        if not logs.enabled("info", self.config.log.level):
+            return  # its arguments cost more than the filtered call itself, at full rate
         log.info(
             "delivery.attempt",
             msg_id=delivery.msg_id,
