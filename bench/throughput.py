@@ -96,7 +96,7 @@ FIGURES = [
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    messages = 2_000 if args.quick else 50_000
+    messages = args.messages or (2_000 if args.quick else 50_000)
     async with common.environment() as env:
         urls = [env.receiver.url(i) for i in range(ENDPOINTS)]
         await common.ceiling_run(env, urls, 500)  # warm-up, not counted
@@ -124,4 +124,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    common.run(main, common.arguments(__doc__.splitlines()[0]).parse_args())
+    parser = common.arguments(__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, help="workload size (default 50,000)")
+    common.run(main, parser.parse_args())
