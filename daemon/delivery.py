@@ -240,6 +240,10 @@ class Deliverer:
 
     async def _read_capped(self, resp: Any) -> bytes:
         """Read at most max_response_bytes; the rest is left unread (connection dropped)."""
+        length = resp.content_length
+        if length is not None and length <= self._max_read:
+            body: bytes = await resp.read()  # announced and small enough: one read
+            return body[: self._max_read]
         chunks: list[bytes] = []
         size = 0
         while size < self._max_read:

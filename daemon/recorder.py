@@ -121,8 +121,12 @@ class Recorder:
                 backoff_s = min(backoff_s * 2, 5.0)
 
     async def _flush_once(self) -> None:
-        while self._buffer:
-            batch = self._buffer[: self._max_batch]
+        """Write what is buffered now. Outcomes arriving during the write wait for the next
+        round (and its linger): writing them at once, back to back, made batches of ~10."""
+        left = len(self._buffer)
+        while left > 0:
+            batch = self._buffer[: min(self._max_batch, left)]
+            left -= len(batch)
             try:
                 await self._write(batch)
             except StoreError as exc:
@@ -133,7 +137,8 @@ class Recorder:
             self.healthy = True
             if self._on_written is not None:
                 self._on_written(batch)
-        self._ready.clear()
+        if not self._buffer:
+            self._ready.clear()
 
     async def _write(self, batch: Sequence[Outcome]) -> None:
         await self._store.fetchval(

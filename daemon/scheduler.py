@@ -311,8 +311,17 @@ class Scheduler:
         self._in_flight += 1
         return lane.endpoint, delivery
 
-    def done(self, endpoint_id: str) -> None:
-        """An attempt finished: free its slot."""
+    def take_now(self) -> tuple[Endpoint, Delivery] | None:
+        """The next delivery allowed to start right now, if any, for a finished attempt to go
+        on with. When there is none, `next()` is woken to work out how long to wait."""
+        picked, _ = self._pick()
+        if picked is None:
+            self._changed.set()
+        return picked
+
+    def done(self, endpoint_id: str, *, wake: bool = True) -> None:
+        """An attempt finished: free its slot. `wake=False` when the caller calls `take_now`
+        next (which wakes `next()` if it takes nothing)."""
         self._in_flight -= 1
         self._completions.tick()
         lane = self._lanes.get(endpoint_id)
@@ -320,7 +329,8 @@ class Scheduler:
             lane.in_flight -= 1
             if lane.in_flight == 0 and not lane.endpoint.enabled:
                 del self._lanes[endpoint_id]
-        self._changed.set()
+        if wake:
+            self._changed.set()
         if not self.hunger.is_set() and self.wants_claim():
             self.hunger.set()
 

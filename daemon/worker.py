@@ -79,9 +79,20 @@ class Worker:
         while True:
             endpoint, delivery = await self._scheduler.next()
             self._metrics.in_flight.inc()
-            task = asyncio.create_task(self._attempt(endpoint, delivery))
+            task = asyncio.create_task(self._attempts(endpoint, delivery))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _attempts(self, endpoint: Endpoint, delivery: Delivery) -> None:
+        """Run an attempt, then go on with whatever may start in the slot it freed. Under
+        load a slot passes from one attempt to the next inside one task, without a new task
+        and a hop through `run` each time (both showed in profiles, and added latency)."""
+        picked: tuple[Endpoint, Delivery] | None = (endpoint, delivery)
+        while picked is not None:
+            await self._attempt(*picked)
+            picked = self._scheduler.take_now()
+            if picked is not None:
+                self._metrics.in_flight.inc()
 
     @property
     def active(self) -> int:
@@ -106,7 +117,7 @@ class Worker:
             # Cut off by shutdown: the receiver may or may not have it. The lease is
             # released so another run delivers it again (at-least-once).
             self._release([delivery])
-            self._finish(endpoint.id)
+            self._finish(endpoint.id, wake=True)
             raise
         decision = self._decide(endpoint, delivery, result)
         self._recorder.put(Outcome(delivery, result, decision))
@@ -117,7 +128,7 @@ class Worker:
             self._feed_breaker(endpoint, result.ok)
         if self._is_gone(result):
             self._gone(endpoint)
-        self._finish(endpoint.id)
+        self._finish(endpoint.id, wake=False)  # the caller takes the slot on, or wakes `run`
 
     async def _send(self, endpoint: Endpoint, delivery: Delivery) -> AttemptResult:
         limit = self.config.delivery.max_payload_bytes
@@ -189,9 +200,9 @@ class Worker:
         else:
             log.info("endpoint.circuit_closed", endpoint=endpoint.id)
 
-    def _finish(self, endpoint_id: str) -> None:
+    def _finish(self, endpoint_id: str, *, wake: bool) -> None:
         self._metrics.in_flight.dec()
-        self._scheduler.done(endpoint_id)
+        self._scheduler.done(endpoint_id, wake=wake)
 
     def _observe(
         self,

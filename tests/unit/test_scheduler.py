@@ -408,6 +408,30 @@ async def test_a_claim_is_wanted_only_once_half_the_target_is_free(clock: FakeCl
     assert s.wants_claim() and s.hunger.is_set()
 
 
+async def test_a_finished_attempt_hands_its_slot_to_the_next_delivery(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("a", max_in_flight=1), endpoint("b"), concurrency=1)
+    s.submit(deliveries("a", 2) + deliveries("b", 1))
+    first = await take(s)
+    assert first is not None and first[0].id == "a"
+    s.done("a", wake=False)
+    handed = s.take_now()
+    assert handed is not None and handed[0].id == "b"  # round-robin, not the same lane
+    assert s.in_flight == 1 and s.take_now() is None  # the cap holds
+
+
+async def test_take_now_with_nothing_startable_wakes_the_dispatcher(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("a", rate_per_s=1.0, burst=1), concurrency=2)
+    s.submit(deliveries("a", 2))
+    assert await take(s) is not None  # spends the only token
+    waiter = asyncio.ensure_future(s.next())
+    await asyncio.sleep(0)
+    s.done("a", wake=False)
+    assert s.take_now() is None  # no token yet
+    clock.advance(1.0)
+    picked = await asyncio.wait_for(waiter, 0.5)  # woken at once: the token is due now
+    assert picked[0].id == "a"
+
+
 async def test_drain_queued_returns_everything_not_started(clock: FakeClock) -> None:
     eps = [endpoint(f"ep{i}", rate_per_s=1.0, burst=1) for i in range(3)]
     s = scheduler(clock, *eps, concurrency=10)
