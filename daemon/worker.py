@@ -39,8 +39,14 @@ class SignerCache:
         now_s = self._clock()
         secrets = (endpoint.secret, *(s for s, until in endpoint.previous_secrets if until > now_s))
         cached = self._signers.get(endpoint.id)
-        if cached is not None and cached[0] == endpoint and cached[1] == secrets:
-            return cached[2]
+        # `is` first: the same Endpoint object until a reload, and comparing every field
+        # of it per attempt showed in profiles.
+        if cached is not None and cached[1] == secrets:
+            if cached[0] is endpoint:
+                return cached[2]
+            if cached[0] == endpoint:
+                self._signers[endpoint.id] = (endpoint, secrets, cached[2])
+                return cached[2]
         signer = make_signer(endpoint.signature, secrets)
         self._signers[endpoint.id] = (endpoint, secrets, signer)
         return signer
