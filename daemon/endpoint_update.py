@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, fields
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import orjson
 
@@ -20,7 +20,9 @@ from daemon.errors import ConfigError, NotFound
 from daemon.models import SignatureSpec
 from daemon.secretbox import PLAINTEXT, SecretBox
 from daemon.signing import generate_secret_for, validate_secret
-from daemon.store import Record, Store, Tx
+
+if TYPE_CHECKING:  # asyncpg is not needed for the CLI's options
+    from daemon.store import Record, Store, Tx
 
 
 class Keep(enum.Enum):

@@ -10,19 +10,27 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
-import structlog
 
 from daemon.errors import ConfigError, NotFound
 from daemon.models import Endpoint, SignatureSpec
 from daemon.secretbox import PLAINTEXT, PREFIX, SecretBox, SecretKeyError, is_sealed
 from daemon.signing import generate_secret_for, validate_secret
-from daemon.store import Record, Store
 
-log = structlog.get_logger("webhookd.endpoints")
+if TYPE_CHECKING:  # asyncpg is not needed to validate options (the CLI's --help)
+    from daemon.store import Record, Store
+
+
+def _log() -> Any:
+    # Imported on first use: the CLI parses its options with this module, and printing
+    # `--help` should not wait for structlog.
+    import structlog
+
+    return structlog.get_logger("webhookd.endpoints")
+
 
 _RESERVED_HEADERS = frozenset(
     {
@@ -215,11 +223,13 @@ async def load_endpoints(
         except SecretKeyError as exc:
             if not skip_unreadable:
                 raise
-            log.error("endpoints.secrets_unreadable", endpoint=rec["id"], error=str(exc))
+            _log().error("endpoints.secrets_unreadable", endpoint=rec["id"], error=str(exc))
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             # A malformed row (written by SQL) must not stop every other endpoint loading, at
             # start-up (a crash loop) or on reload: it is left out and its deliveries wait.
-            log.error("endpoints.invalid", endpoint=rec["id"], error=f"{type(exc).__name__}: {exc}")
+            _log().error(
+                "endpoints.invalid", endpoint=rec["id"], error=f"{type(exc).__name__}: {exc}"
+            )
     return loaded
 
 
@@ -318,7 +328,7 @@ def _resealed_or_skipped(
     try:
         resealed = _resealed(rec, box, tally)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
-        log.error("endpoints.invalid", endpoint=rec["id"], error=f"{type(exc).__name__}: {exc}")
+        _log().error("endpoints.invalid", endpoint=rec["id"], error=f"{type(exc).__name__}: {exc}")
         report.skipped += 1
         return None
     report.encrypted += tally.encrypted

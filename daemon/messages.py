@@ -12,13 +12,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from daemon.errors import NotFound, WebhookdError
 from daemon.retry import parse_duration
-from daemon.store import Record, Store
+
+if TYPE_CHECKING:  # asyncpg is not needed to parse options (the CLI's --help)
+    from daemon.store import Record, Store
 
 # Relative times need a unit: a bare number could be an ISO 8601 basic date (20240501).
 _RELATIVE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*")

@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from daemon.errors import NotFound, WebhookdError
 from daemon.messages import EndpointUnavailable, live_endpoint, resolve_message
-from daemon.store import Record, Store
+
+if TYPE_CHECKING:
+    from daemon.store import Record, Store
 
 REQUEUE_BATCH = 1000  # rows per statement: a large recovery never holds one long transaction
 

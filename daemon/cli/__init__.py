@@ -1,8 +1,10 @@
 """Subcommands; the only package that prints for humans.
 
-Each `*_cmds` module registers its subcommands with a handler. Expected failures (bad
-option, unknown endpoint, unreachable database) print one line on stderr and exit with the
-error's code (2 for bad input, 3 for not found); never a traceback.
+Each `*_cmds` module registers its subcommands with a handler, and imports what only the
+handler needs (aiohttp, asyncpg, structlog, the service) inside it: `--help` and a bad option
+answer at once (tests/unit/test_cli_startup.py). Expected failures (bad option, unknown
+endpoint, unreachable database) print one line on stderr and exit with the error's code (2 for
+bad input, 3 for not found); never a traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from daemon import __version__
 from daemon.cli import (
     demo_cmds,
+    embedded_cmds,
     endpoint_cmds,
     message_cmds,
     replay_cmds,
@@ -26,10 +29,10 @@ from daemon.cli import (
 from daemon.cli.common import Parser
 from daemon.config import load_config
 from daemon.errors import WebhookdError
-from daemon.logs import configure_logging
 
 COMMAND_MODULES = (
     service_cmds,
+    embedded_cmds,
     endpoint_cmds,
     secrets_cmds,
     message_cmds,
@@ -59,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from daemon.logs import configure_logging  # structlog: not needed to print --help
+
     try:
         config = load_config(args.config, os.environ)
         # The daemon logs to stdout (journald, docker logs); admin commands keep stdout for

@@ -8,15 +8,17 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
-from daemon import migrate
 from daemon.config import Config
 from daemon.errors import ConfigError
-from daemon.secretbox import SecretBox
-from daemon.store import Store
+
+# asyncpg and cryptography are imported when a command needs them, not to print --help.
+if TYPE_CHECKING:
+    from daemon.secretbox import SecretBox
+    from daemon.store import Store
 
 Handler = Callable[[argparse.Namespace, Config], Awaitable[int]]
 
@@ -52,6 +54,8 @@ def positive_int(text: str) -> int:
 
 def secret_box() -> SecretBox:
     """Keys from WEBHOOKD_SECRET_KEYS (not a config key: it stays out of files and output)."""
+    from daemon.secretbox import SecretBox
+
     return SecretBox.from_env(os.environ)
 
 
@@ -68,6 +72,9 @@ def database_url(config: Config) -> str:
 @asynccontextmanager
 async def open_store(config: Config, *, current_schema: bool = True) -> AsyncIterator[Store]:
     """A pool for one command; by default refuses a database whose migrations are pending."""
+    from daemon import migrate
+    from daemon.store import Store
+
     db = config.database
     store = await Store.connect(database_url(config), timeout_s=db.connect_timeout_s)
     try:

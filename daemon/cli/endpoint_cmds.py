@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -17,9 +17,11 @@ from daemon.ratelimit import format_rate, parse_rate
 from daemon.retry import format_duration, format_schedule, parse_duration, parse_schedule
 from daemon.secretbox import is_sealed
 from daemon.signing import ED25519, parse_signature_option, public_key
-from daemon.store import Store
 
-Action = Callable[[Store, argparse.Namespace, Config], Awaitable[int]]
+if TYPE_CHECKING:
+    from daemon.store import Store
+
+    Action = Callable[[Store, argparse.Namespace, Config], Awaitable[int]]
 
 
 def register(sub: Any, common: Parser) -> None:

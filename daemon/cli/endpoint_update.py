@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from daemon import endpoint_update
 from daemon.cli.common import emit, option, positive_int, secret_box
@@ -18,7 +18,9 @@ from daemon.endpoints import parse_header
 from daemon.ratelimit import parse_rate
 from daemon.retry import parse_duration, parse_schedule
 from daemon.signing import ED25519, parse_signature_option, public_key
-from daemon.store import Store
+
+if TYPE_CHECKING:
+    from daemon.store import Store
 
 T = TypeVar("T")
 _DEFAULT = "default"

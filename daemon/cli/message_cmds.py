@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import messages
 from daemon.cli.common import Parser, emit, human, open_store, option, positive_int, table
 from daemon.cli.display import add_window_options, at, check_window, clean
 from daemon.config import Config
 from daemon.retry import format_duration, parse_duration
-from daemon.store import Record
+
+if TYPE_CHECKING:
+    from daemon.store import Record
 
 BODY_BYTES = 1024  # of each stored response body, in `message show`
 

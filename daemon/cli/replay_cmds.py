@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import replay
 from daemon.cli.common import Parser, emit, open_store, option, positive_int, table
 from daemon.cli.display import add_window_options, at, check_window, clean
 from daemon.config import Config
 from daemon.errors import ConfigError
-from daemon.store import Record
+
+if TYPE_CHECKING:
+    from daemon.store import Record
 
 _ID_HELP = "msg_id, or the numeric outbox id"
 

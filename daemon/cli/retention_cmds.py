@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from daemon import retention
 from daemon.cli.common import Parser, emit, open_store, option, positive_int
 from daemon.config import Config
 from daemon.errors import ConfigError
@@ -47,6 +46,8 @@ def register(sub: Any, common: Parser) -> None:
 
 
 async def cmd_prune(args: argparse.Namespace, config: Config) -> int:
+    from daemon import retention  # imports the metrics (aiohttp): only when pruning
+
     settings = config.retention
     older_than_s = args.older_than if args.older_than is not None else settings.prune_after_s
     if older_than_s is None:

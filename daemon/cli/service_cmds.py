@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-import structlog
-
-from daemon import migrate
 from daemon.cli.common import Parser, database_url, open_store, secret_box
 from daemon.config import Config, config_as_dict, load_config
 from daemon.errors import ConfigError
-from daemon.service import Service
 
-log = structlog.get_logger("webhookd.cli")
+# The service (aiohttp, asyncpg, prometheus) is imported by the commands that use it, so that
+# `webhookd --help` and the admin commands do not pay for it.
+if TYPE_CHECKING:
+    from daemon.service import Service
+
+LOGGER = "webhookd.cli"
 
 
 def register(sub: Any, common: Parser) -> None:
@@ -36,6 +35,13 @@ def register(sub: Any, common: Parser) -> None:
 
 
 async def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    import asyncio
+
+    import structlog
+
+    from daemon.service import Service
+
+    log = structlog.get_logger(LOGGER)
     box = secret_box()
     configured_url = config.database.url
     config = replace(config, database=replace(config.database, url=database_url(config)))
@@ -65,10 +71,12 @@ async def cmd_run(args: argparse.Namespace, config: Config) -> int:
 def reload_config(service: Service, path: Path | None, configured_url: str) -> None:
     """SIGHUP: read the same file and environment again and apply what can change while
     running. A file that does not load changes nothing: the old configuration stays."""
+    import structlog
+
     try:
         loaded = load_config(path, os.environ)
     except ConfigError as exc:
-        log.error("config.reload_failed", key=exc.key, error=exc.why)
+        structlog.get_logger(LOGGER).error("config.reload_failed", key=exc.key, error=exc.why)
         return
     if loaded.database.url == configured_url:  # unchanged: keep the URL in use (embedded)
         loaded = replace(loaded, database=replace(loaded.database, url=service.config.database.url))
@@ -76,6 +84,8 @@ def reload_config(service: Service, path: Path | None, configured_url: str) -> N
 
 
 async def cmd_migrate(_args: argparse.Namespace, config: Config) -> int:
+    from daemon import migrate
+
     async with open_store(config, current_schema=False) as store:
         applied = await migrate.migrate(store)
     print("applied: " + ", ".join(applied) if applied else "schema is current")
@@ -83,6 +93,8 @@ async def cmd_migrate(_args: argparse.Namespace, config: Config) -> int:
 
 
 async def cmd_check_config(_args: argparse.Namespace, config: Config) -> int:
+    import orjson
+
     secret_box()  # refuses malformed keys
     sys.stdout.write(orjson.dumps(config_as_dict(config), option=orjson.OPT_INDENT_2).decode())
     sys.stdout.write("\nconfiguration ok\n")
