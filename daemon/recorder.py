@@ -28,12 +28,13 @@ def outcome_status(outcome: Outcome) -> Status:
 
 
 def outcome_columns(outcomes: Sequence[Outcome]) -> list[list[Any]]:
-    """Column arrays for the `record_outcomes` unnest, in its parameter order."""
-    cols: list[list[Any]] = [[] for _ in range(10)]
+    """Column arrays for the `record_outcomes` unnest: $1..$10, then $13 (the attempt's own
+    error; $9 is the delivery's last error, which says why it was dead-lettered)."""
+    cols: list[list[Any]] = [[] for _ in range(11)]
     for o in outcomes:
         r, d = o.result, o.decision
         status = outcome_status(o)
-        error = r.error if d is None or d.retry else d.reason
+        last_error = r.error if d is None or d.retry else d.reason
         row = (
             o.delivery.id,
             o.delivery.attempt,
@@ -43,8 +44,9 @@ def outcome_columns(outcomes: Sequence[Outcome]) -> list[list[Any]]:
             r.duration_s * 1000.0,
             r.status_code,
             r.error_class,
-            error,
+            last_error,
             r.response_body,
+            r.error,
         )
         for col, value in zip(cols, row, strict=True):
             col.append(value)
@@ -141,8 +143,9 @@ class Recorder:
             self._ready.clear()
 
     async def _write(self, batch: Sequence[Outcome]) -> None:
+        *cols, attempt_errors = outcome_columns(batch)
         await self._store.fetchval(
-            "record_outcomes", *outcome_columns(batch), self._instance, health_column(batch)
+            "record_outcomes", *cols, self._instance, health_column(batch), attempt_errors
         )
 
     async def _write_singly(self, batch: Sequence[Outcome]) -> None:

@@ -113,16 +113,19 @@ WHERE id = ANY ($1::bigint[]) AND status = 'delivering' AND locked_by = $2;
 -- Write a batch of finished attempts: the attempt log, and the delivery's new state when
 -- this instance still holds its lease (a lease taken over by another instance is not
 -- overwritten, but the attempt is still logged). Returns how many deliveries changed.
+-- $9[i] is the delivery's last error (for a dead letter: why it was given up), $13[i] the
+-- attempt's own error, as the attempt log keeps it.
 -- $12[i]: whether the attempt succeeded, for the endpoint's failing streak (NULL: the result
 -- says nothing about the endpoint, e.g. a refused destination). The streak columns of
 -- endpoint_state are written only when they change (migrations/0004_endpoint_health.sql).
 WITH o AS (
     SELECT *
     FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::float8[],
-                $6::float8[], $7::int[], $8::text[], $9::text[], $10::bytea[], $12::bool[])
+                $6::float8[], $7::int[], $8::text[], $9::text[], $10::bytea[], $12::bool[],
+                $13::text[])
          WITH ORDINALITY
          AS o(delivery_id, attempt, status, next_in_s, started_at, duration_ms,
-              status_code, error_class, error, response_body, ok, ord)
+              status_code, error_class, last_error, response_body, ok, attempt_error, ord)
 ), upd AS (
     UPDATE webhookd.deliveries d
     SET status = o.status,
@@ -133,7 +136,7 @@ WITH o AS (
         locked_until = NULL,
         locked_by = NULL,
         last_status_code = o.status_code,
-        last_error = o.error,
+        last_error = o.last_error,
         updated_at = now(),
         finished_at = CASE WHEN o.status IN ('delivered', 'failed') THEN now() END
     FROM o
@@ -146,7 +149,7 @@ WITH o AS (
     INSERT INTO webhookd.attempts (delivery_id, attempt, started_at, duration_ms, status_code,
                                    error_class, error, response_body, instance)
     SELECT o.delivery_id, o.attempt, to_timestamp(o.started_at), o.duration_ms, o.status_code,
-           o.error_class, o.error, o.response_body, $11
+           o.error_class, o.attempt_error, o.response_body, $11
     FROM o
     WHERE EXISTS (SELECT 1 FROM webhookd.deliveries d WHERE d.id = o.delivery_id)
 ), seen AS (

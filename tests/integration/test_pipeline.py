@@ -46,6 +46,8 @@ async def test_failing_receiver_is_retried_on_schedule_then_dead_lettered(
     attempts = await harness.attempts(row["id"])
     assert [a["status_code"] for a in attempts] == [500, 500, 500]
     assert [a["error_class"] for a in attempts] == ["http_500"] * 3
+    # each attempt keeps its own error; only the delivery says why it was given up
+    assert [a["error"] for a in attempts] == ["HTTP 500"] * 3
     assert bytes(attempts[0]["response_body"]) == b"boom"
 
 
