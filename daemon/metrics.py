@@ -56,7 +56,7 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "webhookd_rate_limited_waits_total",
-            "Times a ready delivery waited for its endpoint's token bucket",
+            "Times an endpoint's rate limit or max in flight held back its due deliveries",
             registry=r,
         )
         self.paused = Counter(

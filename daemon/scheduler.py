@@ -85,7 +85,9 @@ class Scheduler:
         self._rotation = 0
         # Set when enough slots are free that a new claim is worth a round trip.
         self.hunger = asyncio.Event()
-        self.rate_limited_waits = 0  # times a ready delivery waited for a token
+        # Endpoints held back by a limit while they had due work: a claim that left some of
+        # it in the outbox (`held_back`), or a claimed delivery that waited for a token.
+        self.rate_limited_waits = 0
 
     # -- endpoints -------------------------------------------------------------------
     def set_endpoints(self, endpoints: Iterable[Endpoint]) -> list[Delivery]:
@@ -245,6 +247,14 @@ class Scheduler:
         if lane.bucket is not None:
             return max(lane.bucket.wait_s(), 1.0 / lane.bucket.rate_per_s)
         return None
+
+    def held_back(self, endpoint_id: str) -> None:
+        """A claim offered this endpoint a quota but left due deliveries of it behind. With a
+        rate or max in flight, its limit (shared by every daemon) held them: a rate-limited
+        wait. Without one, the quota did (twice its cap): not counted."""
+        lane = self._lanes.get(endpoint_id)
+        if lane is not None and (lane.bucket is not None or lane.endpoint.max_in_flight):
+            self.rate_limited_waits += 1
 
     def submit(self, deliveries: Iterable[Delivery]) -> list[Delivery]:
         """Queue claimed deliveries; returns those whose endpoint is unknown or disabled."""

@@ -76,6 +76,22 @@ async def test_per_endpoint_series_appear_when_enabled(
     assert samples[(key, (("endpoint", bad), ("result", "5xx")))] == 1
 
 
+async def test_rate_limited_waits_count_due_work_held_back_by_a_rate_limit(
+    harness: Harness, receiver: Receiver, run_daemon: Any
+) -> None:
+    free, _ = await harness.endpoint(receiver.url("/free"))
+    limited, _ = await harness.endpoint(receiver.url("/limited"), rate_per_s=4.0, burst=1)
+    async with run_daemon() as service:
+        await harness.enqueue_many(free, 5)
+        await harness.wait_status("delivered", 5)
+        _, samples = await scrape(service)
+        assert samples[("webhookd_rate_limited_waits_total", ())] == 0
+        await harness.enqueue_many(limited, 3)
+        await harness.wait_status("delivered", 8)
+        _, samples = await scrape(service)
+    assert samples[("webhookd_rate_limited_waits_total", ())] >= 1
+
+
 async def test_healthz_and_readyz_answer_ok_when_running(run_daemon: Any) -> None:
     async with run_daemon() as service:
         assert (await get(service, "/healthz"))[0] == 200
