@@ -24,6 +24,7 @@ import common
 BENCHES = [
     "http_ceiling",
     "throughput",
+    "scale_out",
     "peer_pgqueuer",
     "latency_bound",
     "wakeup",
@@ -96,6 +97,11 @@ def headline(result: dict[str, Any]) -> str:
             f"{r['rate_per_s']:.0f}/s = {r['ratio_to_ceiling']:.2f} of ceiling "
             f"{r['ceiling_rate_per_s']:.0f}/s (target >= 0.70); "
             f"{r['daemon_cpu_s_per_1k']:.3f} daemon CPU s/1k"
+        ),
+        "scale_out": lambda r: (
+            f"one process {r['one_rate_per_s']:.0f}/s = {r['one_ratio_to_ceiling']:.2f}, "
+            f"two (cap 5 each) {r['two_rate_per_s']:.0f}/s = {r['two_ratio_to_ceiling']:.2f} "
+            f"of ceiling ({r['two_vs_one']:.2f}x one)"
         ),
         "peer_pgqueuer": lambda r: (
             f"webhookd {r['webhookd_rate_per_s']:.0f}/s vs pgqueuer "

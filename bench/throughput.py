@@ -7,7 +7,9 @@ rate (the ceiling) measured in the same repetition, just before, against the sam
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -17,26 +19,34 @@ ENDPOINTS = 100
 
 
 async def deliver_all(
-    env: common.Env, dsn: str, messages: int, extra_env: dict[str, str] | None = None
+    env: common.Env, dsn: str, messages: int, processes: Sequence[dict[str, str]] = ({},)
 ) -> dict[str, Any]:
-    """Start the daemon on a loaded database, wait until every message has arrived and its
-    outcome is written, stop it. Rate and CPU figures of that run."""
+    """Start the daemon (one `webhookd run` per entry of `processes`, each with those extra
+    WEBHOOKD_* settings) on a loaded database, wait until every message has arrived and its
+    outcome is written, stop it. Rate and CPU figures of that run (CPU and RSS summed over
+    the processes)."""
     await env.receiver.reset()
     pg_cpu0 = env.postgres.cpu_s()
     receiver_cpu0 = common.process_cpu_s(env.receiver.pid)
-    daemon = common.Daemon(dsn, env.workdir, extra_env)
-    await daemon.start()
+    daemons = [common.Daemon(dsn, env.workdir, extra) for extra in processes]
     try:
-        cpu0 = daemon.cpu_s()
-        busy = common.Busy(lambda: [daemon.pid, env.receiver.pid], env.pg)
+        await asyncio.gather(*(d.start() for d in daemons))
+        cpu0 = sum(d.cpu_s() for d in daemons)
+        busy = common.Busy(lambda: [*(d.pid for d in daemons), env.receiver.pid], env.pg)
         timeout_s = 60 + messages / 200
-        stats = await env.receiver.wait_count(messages, timeout_s, alive=daemon.check_alive)
+
+        def alive() -> None:
+            for daemon in daemons:
+                daemon.check_alive()
+
+        stats = await env.receiver.wait_count(messages, timeout_s, alive=alive)
         await common.wait_status(dsn, "delivered", messages, 60)
-        cpu = daemon.cpu_s() - cpu0
-        rss = daemon.peak_rss_bytes()
+        cpu = sum(d.cpu_s() for d in daemons) - cpu0
+        rss = sum(d.peak_rss_bytes() for d in daemons)
         foreign = busy.foreign_cores()
     finally:
-        await daemon.stop()
+        for daemon in daemons:
+            await daemon.stop()
     pg_cpu1 = env.postgres.cpu_s()
     span_s = (stats["last_ns"] - stats["first_ns"]) / 1e9
     per_1k = 1000 / messages

@@ -18,7 +18,15 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 CHEAP = ["http_ceiling", "wakeup"]
-ALL = [*CHEAP, "throughput", "latency_bound", "backlog", "ratelimit", "peer_pgqueuer"]
+ALL = [
+    *CHEAP,
+    "throughput",
+    "scale_out",
+    "latency_bound",
+    "backlog",
+    "ratelimit",
+    "peer_pgqueuer",
+]
 NEEDS_NO_DATABASE = {"http_ceiling"}
 
 
