@@ -56,7 +56,7 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "webhookd_rate_limited_waits_total",
-            "Times an endpoint's rate limit or max in flight held back its due deliveries",
+            "Times an endpoint's rate limit held back its due deliveries",
             registry=r,
         )
         self.paused = Counter(

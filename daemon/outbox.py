@@ -154,6 +154,7 @@ class Claimer:
             )
             claimed = [Delivery.from_record(r) for r in rows]
             self._on_claim(len(claimed))
+            self._scheduler.count_held_back(claimed)
             orphans = self._scheduler.submit(claimed)
             if orphans:
                 self._on_orphans(orphans)
@@ -182,8 +183,6 @@ class Claimer:
                 gap_s = float((row["next_at"] - row["db_now"]).total_seconds())
                 hint = self._scheduler.wait_hint(row["endpoint_id"])
                 waits.append(gap_s if gap_s > 0 else hint or RECHECK_S)
-                if gap_s <= 0:
-                    self._scheduler.held_back(row["endpoint_id"])
         return max(MIN_WAIT_S, min(waits)) if waits else None
 
     async def _housekeeping(self) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -85,9 +85,11 @@ class Scheduler:
         self._rotation = 0
         # Set when enough slots are free that a new claim is worth a round trip.
         self.hunger = asyncio.Event()
-        # Endpoints held back by a limit while they had due work: a claim that left some of
-        # it in the outbox (`held_back`), or a claimed delivery that waited for a token.
+        # Endpoints held back by their rate limit while they had due work: a claim that took
+        # all its bucket allowed (`count_held_back`), or a claimed delivery that waited for a
+        # token. `_bucket_bound`: the quotas of the last `quotas()` that a bucket cut.
         self.rate_limited_waits = 0
+        self._bucket_bound: dict[str, int] = {}
 
     # -- endpoints -------------------------------------------------------------------
     def set_endpoints(self, endpoints: Iterable[Endpoint]) -> list[Delivery]:
@@ -215,26 +217,45 @@ class Scheduler:
             self._rotation += 1
         free = self._limits.concurrency - self._in_flight - self._startable()
         quotas = Quotas()
+        self._bucket_bound = {}
         for lane in lanes:
-            n = self._quota(lane, capacity)
+            n, bucket_bound = self._quota(lane, capacity)
             if lane.bucket is not None:
-                n = min(n, free)
+                if free < n:
+                    n, bucket_bound = free, False
                 free -= max(0, n)
             if n > 0:
                 quotas.add(lane, n)
+                if bucket_bound:
+                    self._bucket_bound[lane.endpoint.id] = n
         return quotas
 
-    def _quota(self, lane: Lane, capacity: int) -> int:
+    def _quota(self, lane: Lane, capacity: int) -> tuple[int, bool]:
+        """(quota, whether the endpoint's token bucket is what limits it)."""
         if not lane.endpoint.enabled or lane.paused_until > self._clock():
-            return 0
+            return 0, False
         cap = self._cap(lane)
         n = min(capacity, cap * 2 - lane.in_flight - len(lane.queue))
-        if lane.bucket is not None:
-            # The local bucket never has fewer tokens than the shared one (the database grants
-            # them), so it only saves probing endpoints that have none.
-            local = math.floor(lane.bucket.available() + 1e-9) - len(lane.queue)
-            n = min(n, local, cap - lane.in_flight - len(lane.queue))
-        return max(0, n)
+        if lane.bucket is None:
+            return max(0, n), False
+        # The local bucket never has fewer tokens than the shared one (the database grants
+        # them), so it only saves probing endpoints that have none.
+        local = math.floor(lane.bucket.available() + 1e-9) - len(lane.queue)
+        n = min(n, cap - lane.in_flight - len(lane.queue))
+        return max(0, min(n, local)), local < n
+
+    def count_held_back(self, claimed: Iterable[Delivery]) -> None:
+        """After a claim: an endpoint whose quota its token bucket cut, and which got all of
+        that quota, had due work its rate limit held back (a rate-limited wait). One that got
+        less had no more due work, or it was blocked by ordering or another daemon: not
+        counted."""
+        if not self._bucket_bound:
+            return
+        got = Counter(d.endpoint_id for d in claimed)
+        self.rate_limited_waits += sum(
+            1 for ep_id, n in self._bucket_bound.items() if got[ep_id] >= n
+        )
+        self._bucket_bound = {}
 
     def wait_hint(self, endpoint_id: str) -> float | None:
         """Seconds until this endpoint may be worth claiming again (pause or token), if known."""
@@ -247,14 +268,6 @@ class Scheduler:
         if lane.bucket is not None:
             return max(lane.bucket.wait_s(), 1.0 / lane.bucket.rate_per_s)
         return None
-
-    def held_back(self, endpoint_id: str) -> None:
-        """A claim offered this endpoint a quota but left due deliveries of it behind. With a
-        rate or max in flight, its limit (shared by every daemon) held them: a rate-limited
-        wait. Without one, the quota did (twice its cap): not counted."""
-        lane = self._lanes.get(endpoint_id)
-        if lane is not None and (lane.bucket is not None or lane.endpoint.max_in_flight):
-            self.rate_limited_waits += 1
 
     def submit(self, deliveries: Iterable[Delivery]) -> list[Delivery]:
         """Queue claimed deliveries; returns those whose endpoint is unknown or disabled."""
@@ -361,6 +374,14 @@ class Scheduler:
             return changed, 0.0, []
         cooldown_s = lane.breaker.open_for_s()
         return changed, cooldown_s, self.pause(endpoint_id, cooldown_s)
+
+    def no_verdict(self, endpoint_id: str) -> None:
+        """An attempt ended with a result that says nothing about the endpoint: if it was a
+        half-open breaker's probe, let another attempt probe."""
+        lane = self._lanes.get(endpoint_id)
+        if lane is not None and lane.breaker is not None:
+            lane.breaker.abandon_probe()
+            self._changed.set()
 
     def breaker_states(self) -> dict[str, State]:
         return {ep: lane.breaker.state for ep, lane in self._lanes.items() if lane.breaker}

@@ -432,6 +432,25 @@ async def test_take_now_with_nothing_startable_wakes_the_dispatcher(clock: FakeC
     assert picked[0].id == "a"
 
 
+async def test_a_claim_that_takes_all_a_bucket_allows_counts_a_rate_limited_wait(
+    clock: FakeClock,
+) -> None:
+    s = scheduler(
+        clock,
+        endpoint("limited", rate_per_s=2.0, burst=2, max_in_flight=5),
+        endpoint("free"),
+        concurrency=10,
+    )
+    assert dict(zip(*offered(s, 10), strict=True)) == {"limited": 2, "free": 10}
+    s.count_held_back(deliveries("limited", 2) + deliveries("free", 3))
+    assert s.take_rate_limited_waits() == 1  # its bucket, not its backlog, stopped it
+
+    clock.advance(1.0)  # two tokens again
+    offered(s, 10)
+    s.count_held_back(deliveries("limited", 1))  # took less: no more was due (or blocked)
+    assert s.take_rate_limited_waits() == 0
+
+
 async def test_drain_queued_returns_everything_not_started(clock: FakeClock) -> None:
     eps = [endpoint(f"ep{i}", rate_per_s=1.0, burst=1) for i in range(3)]
     s = scheduler(clock, *eps, concurrency=10)
