@@ -75,6 +75,12 @@ class CircuitBreaker:
         if self.state is State.HALF_OPEN:
             self._probing = True
 
+    def abandon_probe(self) -> None:
+        """The probe's attempt ended with a result that says nothing about the endpoint (a
+        refused destination, a payload over the limit): the next attempt probes instead.
+        Without this the breaker stayed half-open with a probe that never reports."""
+        self._probing = False
+
     def record(self, ok: bool) -> State | None:
         """Count an attempt's result; returns the new state when it changed."""
         before = self.state

@@ -132,6 +132,8 @@ class Worker:
             self._pause(endpoint, result.retry_after_s)
         if result.about_endpoint:
             self._feed_breaker(endpoint, result.ok)
+        else:
+            self._scheduler.no_verdict(endpoint.id)
         if self._is_gone(result):
             self._gone(endpoint)
         self._finish(endpoint.id, wake=False)  # the caller takes the slot on, or wakes `run`

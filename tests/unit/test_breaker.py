@@ -56,6 +56,18 @@ def test_a_successful_probe_closes_it(clock: FakeClock) -> None:
     assert breaker.allows(5) == -1
 
 
+def test_a_probe_that_says_nothing_about_the_endpoint_lets_another_probe(
+    clock: FakeClock,
+) -> None:
+    breaker = open_breaker(clock)
+    clock.advance(10)
+    breaker.started()
+    assert breaker.allows(0) == 0
+    breaker.abandon_probe()  # e.g. the payload was over the limit: no verdict
+    assert breaker.state is State.HALF_OPEN
+    assert breaker.allows(0) == 1
+
+
 def test_a_failed_probe_reopens_it_for_twice_as_long_up_to_sixteen_times(
     clock: FakeClock,
 ) -> None:
