@@ -19,10 +19,11 @@ ENDPOINTS = 50
 PER_ENDPOINT = 200  # 10,000 messages in all
 RATE_PER_S, BURST = 40.0, 10
 # Tokens are spent in the claim statement, exactly; an arrival trails its claim by the time to
-# hand it to a slot and send it, which varies by up to ~100 ms on a loaded 2-core box
-# running three daemons, PostgreSQL and this receiver. A bucket enforced per daemon instead
-# of globally would show up as three times the rate: hundreds of tokens over, not a few.
-JITTER_S = 0.1
+# hand it to a slot and send it, which on a 2-core box running three daemons, PostgreSQL, this
+# receiver and the rest of the suite has been seen to vary by more than 100 ms (one endpoint of
+# 50 over in 8 windows, once in CI). A bucket enforced per daemon instead of
+# globally would show up as three times the rate: hundreds of tokens over, not a few.
+JITTER_S = 0.2
 
 
 def config(instance: str) -> str:
