@@ -10,6 +10,7 @@ import asyncio
 import random
 from dataclasses import replace
 
+from daemon.breaker import BreakerSettings
 from daemon.models import Delivery, Endpoint
 from daemon.scheduler import Limits, Scheduler
 from tests.unit.conftest import FakeClock
@@ -449,6 +450,21 @@ async def test_a_claim_that_takes_all_a_bucket_allows_counts_a_rate_limited_wait
     offered(s, 10)
     s.count_held_back(deliveries("limited", 1))  # took less: no more was due (or blocked)
     assert s.take_rate_limited_waits() == 0
+
+
+async def test_a_probe_without_a_verdict_does_not_leave_the_endpoint_stuck(
+    clock: FakeClock,
+) -> None:
+    breaker = BreakerSettings(window=2, failure_ratio=1.0, cooldown_s=5.0)
+    s = scheduler(clock, endpoint("ep", max_in_flight=5), concurrency=5, breaker=breaker)
+    for _ in range(2):
+        s.record("ep", ok=False)  # opens: a cool-down of 5 s
+    clock.advance(5.0)  # half-open: one probe
+    s.submit(deliveries("ep", 2))
+    assert len(await take_all(s)) == 1
+    s.done("ep")
+    s.no_verdict("ep")  # e.g. its payload was over the limit
+    assert len(await take_all(s)) == 1  # the next attempt probes
 
 
 async def test_drain_queued_returns_everything_not_started(clock: FakeClock) -> None:
