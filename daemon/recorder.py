@@ -111,7 +111,8 @@ class Recorder:
             if len(self._buffer) < self._max_batch:
                 # While attempts are running more outcomes are coming: wait longer, so one
                 # statement writes tens of them (PostgreSQL's cost is mostly per statement).
-                # Outcomes are off the delivery path; only retry times move by the linger.
+                # Outcomes are off the attempt path; what waits for them (a retry's due time,
+                # an ordering key's next delivery, a shared max in flight) moves by the linger.
                 busy = self._busy()
                 await asyncio.sleep(self._busy_linger_s if busy else self._linger_s)
             try:

@@ -28,7 +28,8 @@ WITH quota AS (
     FOR UPDATE OF s SKIP LOCKED
 ), allowed AS MATERIALIZED (
     -- materialized in quota order, so `picked` walks the endpoints in that order and stops
-    -- at $3 rows: rows of endpoints it does not reach are never probed nor locked
+    -- at $3 rows: deliveries of endpoints it does not reach are never probed nor locked
+    -- (the state rows of limited endpoints offered are, in `limited`, as before)
     SELECT q.endpoint_id, q.ord,
            least(q.n, coalesce(floor(l.tokens + 1e-9)::int, q.n), coalesce(l.slots, q.n)) AS n
     FROM quota q
