@@ -30,6 +30,7 @@ BENCHES = [
     "wakeup",
     "backlog",
     "ratelimit",
+    "log_event",
 ]
 TIMEOUT_S = 20 * 60  # per benchmark; each bounds its own workload well below this
 
@@ -122,6 +123,9 @@ def headline(result: dict[str, Any]) -> str:
         "ratelimit": lambda r: (
             f"{r['share_fitting']:.3f} of endpoints fit (±{r['tolerance_ms']:.0f} ms); "
             f"achieved {r['achieved_ratio']:.3f} of configured (target >= 0.97)"
+        ),
+        "log_event": lambda r: (
+            f"{r['cpu_us_per_event']:.1f} CPU-us per delivery.attempt line at log.level info"
         ),
     }
     describe = figures.get(name)

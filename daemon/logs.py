@@ -6,6 +6,7 @@ one process writes one format.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -32,6 +33,7 @@ _SECRET_WORDS = frozenset({"authorization", "headers", "cookie", "passwd", "secr
 _SECRET_SUFFIXES = ("secret", "password", "token")  # "access_token", "authtoken", ...
 _HANDLER_NAME = "webhookd"
 _NON_WORD = re.compile(r"[^a-z0-9]+")
+_PLAIN = frozenset({str, int, float, bool, bytes})
 _LEADING_KEYS = ("timestamp", "level", "event", "logger")
 
 
@@ -97,11 +99,20 @@ def _redact(mapping: Mapping[Any, Any]) -> dict[Any, Any]:
 
 
 def _redact_value(value: object) -> object:
+    if value is None or type(value) in _PLAIN:  # most values: skip the ABC isinstance check
+        return value
     return _redact(value) if isinstance(value, Mapping) else value
 
 
 def _is_secret_key(key: object) -> bool:
-    name = _NON_WORD.sub("_", str(key).lower())
+    # Keys come from a small set and are checked on every event (this check was most of a
+    # log line's cost): remember the answer per key.
+    return _is_secret_name(key) if isinstance(key, str) else _is_secret_name(str(key))
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_name(key: str) -> bool:
+    name = _NON_WORD.sub("_", key.lower())
     if "api_key" in name or "apikey" in name:
         return True
     return any(w in _SECRET_WORDS or w.endswith(_SECRET_SUFFIXES) for w in name.split("_"))

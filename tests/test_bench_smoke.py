@@ -1,6 +1,6 @@
 """The benchmarks keep working: each runs with --quick and prints one JSON line.
 
-Only the two cheapest run by default, so `make test` stays fast; WEBHOOKD_BENCH_SMOKE=all runs
+Only the cheapest run by default, so `make test` stays fast; WEBHOOKD_BENCH_SMOKE=all runs
 every one (peer_pgqueuer needs the `bench` extra). They use the test session's PostgreSQL
 server rather than starting their own.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-CHEAP = ["http_ceiling", "wakeup"]
+CHEAP = ["http_ceiling", "wakeup", "log_event"]
 ALL = [
     *CHEAP,
     "throughput",
@@ -27,7 +27,7 @@ ALL = [
     "ratelimit",
     "peer_pgqueuer",
 ]
-NEEDS_NO_DATABASE = {"http_ceiling"}
+NEEDS_NO_DATABASE = {"http_ceiling", "log_event"}
 
 
 def selected() -> list[str]:
