@@ -76,7 +76,10 @@ async def attempts_recorded(dsn: str) -> int:
         await conn.close()
 
 
-async def one_rep(env: common.Env, messages: int) -> dict[str, Any]:
+async def one_rep(
+    env: common.Env, messages: int, daemon_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    daemon_env = daemon_env or {}
     urls = [env.receiver.url(i) for i in range(ENDPOINTS)]
     async with env.postgres.fresh_database() as dsn:
         t0 = time.monotonic()
@@ -84,7 +87,7 @@ async def one_rep(env: common.Env, messages: int) -> dict[str, Any]:
         load_s = time.monotonic() - t0
         await common.wait_quiet()
         ceiling = await common.ceiling_run(env, urls, messages)
-        run = await deliver_all(env, dsn, messages)
+        run = await deliver_all(env, dsn, messages, [daemon_env])
         run["attempts_recorded"] = await attempts_recorded(dsn)
     run["ceiling_rate_per_s"] = ceiling["rate_per_s"]
     run["foreign_cores"] = max(run["foreign_cores"], ceiling["foreign_cores"])
@@ -112,7 +115,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await common.ceiling_run(env, urls, 500)  # warm-up, not counted
         runs = []
         for rep in range(args.reps):
-            run = await one_rep(env, messages)
+            run = await one_rep(env, messages, {"WEBHOOKD_LOG_LEVEL": args.log_level})
             common.note(
                 f"rep {rep + 1}: {run['rate_per_s']:.0f}/s, ceiling "
                 f"{run['ceiling_rate_per_s']:.0f}/s, ratio {run['ratio_to_ceiling']:.3f}, "
@@ -125,6 +128,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "endpoints": ENDPOINTS,
         "concurrency": common.CONCURRENCY,
         **common.medians(runs, FIGURES),
+        "log_level": args.log_level,
         "target_ratio": 0.70,
         "attempts_recorded_min": min(r["attempts_recorded"] for r in runs),
         "duplicates": sum(r["duplicates"] for r in runs),
@@ -136,4 +140,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = common.arguments(__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, help="workload size (default 50,000)")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        help="the daemon's log.level (info: one JSON line per attempt; default warning)",
+    )
     common.run(main, parser.parse_args())
