@@ -125,6 +125,17 @@ class Metrics:
             ["table"],  # outbox | deliveries | attempts
             registry=r,
         )
+        # Series whose label values are known up front exist from the start, at 0: a series
+        # that first appears at 1 hides that first event from increase() and rate().
+        for metric, values in (
+            (self.deliveries, ("delivered", "retry_scheduled", "dead_lettered")),
+            (self.breaker_transitions, ("open", "closed")),
+            (self.db_errors, ("claim", "record", "release", "pause")),
+            (self.auto_disabled, ("failing", "gone")),
+            (self.pruned, ("outbox", "deliveries", "attempts")),
+        ):
+            for value in values:
+                metric.labels(value)
 
     def observe_attempt(self, endpoint_id: str, result: AttemptResult) -> None:
         label = result_class(result)
