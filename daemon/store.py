@@ -113,15 +113,13 @@ def redact_dsn(dsn: str) -> str:
     return f"{scheme}://{user}{':***' if ':' in creds else ''}@{host}"
 
 
-async def _reset(conn: Any) -> None:
-    """What a connection needs on its way back to the pool. asyncpg's default sends
-    `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every release:
-    a second round trip per claim and per outcome batch (9 % of the daemon's CPU in
-    bench/profile.md). Nothing here leaves session state on a pooled connection (LISTEN has
-    its own connection, the migration lock is transaction-scoped, nothing uses SET), so only
-    a transaction left open by an interrupted caller needs undoing."""
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
+async def _reset(_conn: Any) -> None:
+    """Replaces asyncpg's server-side reset on release (`SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL`): a second round trip per claim and per outcome batch,
+    9 % of the daemon's CPU in bench/profile.md. Nothing here leaves that state on a pooled
+    connection (LISTEN has its own connection, the migration lock is transaction-scoped,
+    nothing uses SET or cursors). asyncpg still runs its client-side reset first, which rolls
+    back a transaction an interrupted caller left open and drops listeners."""
 
 
 @dataclass
