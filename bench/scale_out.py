@@ -16,20 +16,6 @@ import throughput
 HALF = {"WEBHOOKD_DELIVERY_CONCURRENCY": str(common.CONCURRENCY // 2)}
 
 
-async def one_setup(
-    env: common.Env, messages: int, processes: list[dict[str, str]]
-) -> dict[str, Any]:
-    urls = [env.receiver.url(i) for i in range(throughput.ENDPOINTS)]
-    async with env.postgres.fresh_database() as dsn:
-        await throughput.load(dsn, urls, messages)
-        await common.wait_quiet()
-        ceiling = await common.ceiling_run(env, urls, messages)
-        run = await throughput.deliver_all(env, dsn, messages, processes)
-    run["ratio_to_ceiling"] = run["rate_per_s"] / ceiling["rate_per_s"]
-    run["foreign_cores"] = max(run["foreign_cores"], ceiling["foreign_cores"])
-    return run
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     messages = 2_000 if args.quick else 50_000
     async with common.environment() as env:
@@ -37,8 +23,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await common.ceiling_run(env, urls, 500)  # warm-up, not counted
         runs = []
         for rep in range(args.reps):
-            one = await one_setup(env, messages, [{}])
-            two = await one_setup(env, messages, [HALF, HALF])
+            one = await throughput.one_rep(env, messages, [{}])
+            two = await throughput.one_rep(env, messages, [HALF, HALF])
             run = {
                 "one_rate_per_s": one["rate_per_s"],
                 "one_ratio_to_ceiling": one["ratio_to_ceiling"],

@@ -77,9 +77,10 @@ async def attempts_recorded(dsn: str) -> int:
 
 
 async def one_rep(
-    env: common.Env, messages: int, daemon_env: dict[str, str] | None = None
+    env: common.Env, messages: int, processes: Sequence[dict[str, str]] = ({},)
 ) -> dict[str, Any]:
-    daemon_env = daemon_env or {}
+    """A fresh loaded database, the ceiling, then the daemon (one process per entry of
+    `processes`, see `deliver_all`), against the same receiver."""
     urls = [env.receiver.url(i) for i in range(ENDPOINTS)]
     async with env.postgres.fresh_database() as dsn:
         t0 = time.monotonic()
@@ -87,7 +88,7 @@ async def one_rep(
         load_s = time.monotonic() - t0
         await common.wait_quiet()
         ceiling = await common.ceiling_run(env, urls, messages)
-        run = await deliver_all(env, dsn, messages, [daemon_env])
+        run = await deliver_all(env, dsn, messages, processes)
         run["attempts_recorded"] = await attempts_recorded(dsn)
     run["ceiling_rate_per_s"] = ceiling["rate_per_s"]
     run["foreign_cores"] = max(run["foreign_cores"], ceiling["foreign_cores"])
@@ -115,7 +116,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await common.ceiling_run(env, urls, 500)  # warm-up, not counted
         runs = []
         for rep in range(args.reps):
-            run = await one_rep(env, messages, {"WEBHOOKD_LOG_LEVEL": args.log_level})
+            run = await one_rep(env, messages, [{"WEBHOOKD_LOG_LEVEL": args.log_level}])
             common.note(
                 f"rep {rep + 1}: {run['rate_per_s']:.0f}/s, ceiling "
                 f"{run['ceiling_rate_per_s']:.0f}/s, ratio {run['ratio_to_ceiling']:.3f}, "
