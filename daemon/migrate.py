@@ -30,7 +30,7 @@ async def migrate(store: Store) -> list[str]:
     async with store.transaction() as tx:
         # Lock first: concurrent CREATE ... IF NOT EXISTS of the same schema can still fail.
         await tx.execute("migrations_lock")
-        await tx.execute_script(sql.queries()["migrations_table"])
+        await tx.execute_script(sql.queries()["migrations_table"].text)
         done = {r["version"] for r in await tx.fetch("migrations_applied")}
         applied = []
         for version, script in sql.migrations():

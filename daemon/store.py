@@ -169,17 +169,17 @@ class Store:
             return await getattr(conn, method)(statement, *args)
 
     async def fetch(self, name: str, *args: Any) -> list[Record]:
-        rows: list[Record] = await self._call("fetch", sql.queries()[name], *args)
+        rows: list[Record] = await self._call("fetch", sql.queries()[name].text, *args)
         return rows
 
     async def fetchrow(self, name: str, *args: Any) -> Record | None:
-        return await self._call("fetchrow", sql.queries()[name], *args)
+        return await self._call("fetchrow", sql.queries()[name].text, *args)
 
     async def fetchval(self, name: str, *args: Any) -> Any:
-        return await self._call("fetchval", sql.queries()[name], *args)
+        return await self._call("fetchval", sql.queries()[name].text, *args)
 
     async def execute(self, name: str, *args: Any) -> str:
-        status: str = await self._call("execute", sql.queries()[name], *args)
+        status: str = await self._call("execute", sql.queries()[name].text, *args)
         return status
 
     async def execute_raw(self, statement: str, *args: Any) -> str:
@@ -220,16 +220,16 @@ class Tx:
 
     async def fetch(self, name: str, *args: Any) -> list[Record]:
         with _translated():
-            rows: list[Record] = await self.conn.fetch(sql.queries()[name], *args)
+            rows: list[Record] = await self.conn.fetch(sql.queries()[name].text, *args)
             return rows
 
     async def fetchrow(self, name: str, *args: Any) -> Record | None:
         with _translated():
-            return await self.conn.fetchrow(sql.queries()[name], *args)
+            return await self.conn.fetchrow(sql.queries()[name].text, *args)
 
     async def execute(self, name: str, *args: Any) -> str:
         with _translated():
-            status: str = await self.conn.execute(sql.queries()[name], *args)
+            status: str = await self.conn.execute(sql.queries()[name].text, *args)
             return status
 
     async def execute_script(self, script: str) -> None:

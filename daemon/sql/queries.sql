@@ -6,6 +6,7 @@
 -- another daemon is claiming right now waits for the next round), its bucket refilled and
 -- spent, and its in-flight count taken, all in this one statement.
 -- $9: whether a dead-lettered delivery blocks later ones of its ordering key.
+-- params: endpoint_ids, quotas, limit, lease_s, instance, rates_per_s, bursts, max_in_flight, dead_letters_block
 WITH quota AS (
     SELECT q.*
     FROM unnest($1::text[], $2::int[], $6::float8[], $7::int[], $8::int[]) WITH ORDINALITY
@@ -80,6 +81,7 @@ RETURNING d.id, d.endpoint_id, d.attempts, d.attempt_base, o.msg_id, o.event_typ
 
 -- name: next_due
 -- Earliest pending attempt time of each given endpoint (NULL when it has none).
+-- params: endpoint_ids
 SELECT q.endpoint_id,
        (SELECT min(d.next_attempt_at) FROM webhookd.deliveries d
         WHERE d.endpoint_id = q.endpoint_id AND d.status = 'pending') AS next_at,
@@ -88,6 +90,7 @@ FROM unnest($1::text[]) AS q(endpoint_id);
 
 -- name: rescue_expired
 -- Return deliveries whose lease ran out (their daemon died) to pending, keeping the reason.
+-- params: limit
 UPDATE webhookd.deliveries
 SET status = 'pending',
     locked_until = NULL,
@@ -106,6 +109,7 @@ RETURNING id;
 
 -- name: release
 -- Give back leases of claimed deliveries that were never attempted (shutdown).
+-- params: delivery_ids, instance
 UPDATE webhookd.deliveries
 SET status = 'pending', locked_until = NULL, locked_by = NULL, updated_at = now()
 WHERE id = ANY ($1::bigint[]) AND status = 'delivering' AND locked_by = $2;
@@ -119,6 +123,7 @@ WHERE id = ANY ($1::bigint[]) AND status = 'delivering' AND locked_by = $2;
 -- $12[i]: whether the attempt succeeded, for the endpoint's failing streak (NULL: the result
 -- says nothing about the endpoint, e.g. a refused destination). The streak columns of
 -- endpoint_state are written only when they change (migrations/0004_endpoint_health.sql).
+-- params: delivery_ids, attempts, statuses, next_in_s, started_at_s, durations_ms, status_codes, error_classes, last_errors, response_bodies, instance, succeeded, attempt_errors
 WITH o AS (
     SELECT *
     FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::float8[],
@@ -199,6 +204,7 @@ WHERE deleted_at IS NULL;
 
 -- name: fail_deliveries
 -- Dead-letter deliveries that cannot be attempted (e.g. their endpoint was deleted).
+-- params: delivery_ids, reason
 UPDATE webhookd.deliveries
 SET status = 'failed', locked_until = NULL, locked_by = NULL, last_error = $2,
     updated_at = now(), finished_at = now()
@@ -229,10 +235,12 @@ SELECT pg_advisory_xact_lock(hashtext('webhookd.migrate'));
 
 -- name: migration_mark
 -- Record one applied version.
+-- params: version
 INSERT INTO webhookd.schema_migrations (version) VALUES ($1);
 
 -- name: endpoint_insert
 -- Create an endpoint; the id is generated unless given.
+-- params: endpoint_id, tenant_id, url, description, event_types, secret, signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms
 INSERT INTO webhookd.endpoints (id, tenant_id, url, description, event_types, secret,
                                 signature_scheme, signature_header, signature_prefix, headers,
                                 rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms)
@@ -242,10 +250,12 @@ RETURNING id;
 
 -- name: endpoint_get
 -- One endpoint that is not deleted.
+-- params: endpoint_id
 SELECT * FROM webhookd.endpoints WHERE id = $1 AND deleted_at IS NULL;
 
 -- name: endpoint_list
 -- Endpoints, optionally of one tenant, oldest first.
+-- params: tenant_id
 SELECT e.*,
        (SELECT count(*) FROM webhookd.deliveries d
         WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
@@ -257,6 +267,7 @@ ORDER BY e.created_at, e.id;
 
 -- name: endpoint_set_enabled
 -- Enable or disable (with a reason); pending deliveries of a disabled endpoint wait.
+-- params: endpoint_id, enabled, reason
 UPDATE webhookd.endpoints
 SET enabled = $2, disabled_reason = CASE WHEN $2 THEN NULL ELSE $3 END,
     version = version + 1, updated_at = now()
@@ -265,6 +276,7 @@ RETURNING id;
 
 -- name: endpoint_delete
 -- Soft-delete: the configuration and secret go, message logs stay.
+-- params: endpoint_id
 UPDATE webhookd.endpoints
 SET deleted_at = now(), enabled = false, secret = '', previous_secrets = '[]',
     headers = '[]', version = version + 1, updated_at = now()
@@ -273,6 +285,7 @@ RETURNING id;
 
 -- name: endpoint_fail_open
 -- Dead-letter every undelivered delivery of an endpoint, with the reason.
+-- params: endpoint_id, reason
 UPDATE webhookd.deliveries
 SET status = 'failed', locked_until = NULL, locked_by = NULL, last_error = $2,
     updated_at = now(), finished_at = now()
@@ -281,6 +294,7 @@ WHERE endpoint_id = $1 AND status IN ('pending', 'delivering');
 -- name: endpoint_rotate_secret
 -- Replace the secret; the old one keeps being signed until $3 (unix seconds). At most ten
 -- previous secrets are kept, newest first; expired ones are dropped.
+-- params: endpoint_id, secret, previous_expires_at_s
 UPDATE webhookd.endpoints e
 SET previous_secrets = (
         SELECT coalesce(jsonb_agg(p ORDER BY (p ->> 'expires_at')::float8 DESC), '[]'::jsonb)
@@ -300,6 +314,7 @@ RETURNING e.id;
 
 -- name: endpoint_pause
 -- Pause an endpoint for every daemon (429/503 Retry-After) for $2 seconds; never shortens.
+-- params: endpoint_id, pause_s
 UPDATE webhookd.endpoint_state
 SET paused_until = greatest(coalesce(paused_until, now()), now() + make_interval(secs => $2))
 WHERE endpoint_id = $1;
@@ -307,6 +322,7 @@ WHERE endpoint_id = $1;
 -- name: endpoint_secrets_batch
 -- Next batch of live endpoints after id $1 (in id order) with their stored secrets and header
 -- values, locked so that a concurrent rotate-secret waits instead of being overwritten.
+-- params: after_id, limit
 SELECT id, secret, previous_secrets, headers
 FROM webhookd.endpoints
 WHERE id > $1 AND deleted_at IS NULL
@@ -317,6 +333,7 @@ FOR UPDATE;
 -- name: endpoint_secrets_update
 -- Store re-encrypted secrets and header values. Their plaintext is unchanged, so the version
 -- is not bumped: the daemons' caches stay valid.
+-- params: endpoint_ids, secrets, previous_secrets, headers
 UPDATE webhookd.endpoints e
 SET secret = u.secret, previous_secrets = u.previous_secrets::jsonb, headers = u.headers::jsonb,
     updated_at = now()
@@ -326,15 +343,18 @@ WHERE e.id = u.id;
 
 -- name: operator_endpoint
 -- An endpoint named on the command line, deleted or not (to say which it is).
+-- params: endpoint_id
 SELECT id, enabled, disabled_reason, deleted_at FROM webhookd.endpoints WHERE id = $1;
 
 -- name: message_find
 -- Messages an operator may mean: outbox id $1 (NULL when the text is not a number) or msg_id
 -- $2 (one msg_id may be used once per tenant and endpoint, so it can name several).
+-- params: outbox_id, msg_id
 SELECT id, msg_id FROM webhookd.outbox WHERE id = $1 OR msg_id = $2 ORDER BY id LIMIT 10;
 
 -- name: message_get
 -- One message, its payload as text.
+-- params: message_id
 SELECT id, msg_id, tenant_id, endpoint_id, event_type, payload::text AS payload, ordering_key,
        deliver_after, created_at
 FROM webhookd.outbox
@@ -342,6 +362,7 @@ WHERE id = $1;
 
 -- name: message_deliveries
 -- The deliveries of message $1 with the state of their endpoint.
+-- params: message_id
 SELECT d.id, d.endpoint_id, d.status, d.attempts, d.attempt_base, d.next_attempt_at,
        d.locked_by, d.last_status_code, d.last_error, d.created_at, d.finished_at,
        e.enabled AS endpoint_enabled, e.deleted_at IS NOT NULL AS endpoint_deleted,
@@ -354,6 +375,7 @@ ORDER BY d.id;
 -- name: message_attempts
 -- Every attempt at message $1's deliveries in the order made, with at most $2 bytes of each
 -- response body and its full stored size.
+-- params: message_id, max_body_bytes
 SELECT a.delivery_id, d.endpoint_id, a.attempt, a.started_at, a.duration_ms, a.status_code,
        a.error_class, a.error, a.instance,
        substring(a.response_body FROM 1 FOR $2) AS response_body,
@@ -367,6 +389,7 @@ ORDER BY a.id;
 -- Newest messages first, one row per delivery, filtered by delivery status $1, endpoint $2,
 -- event type $3 and enqueue time in [$4, $5); at most $6 rows. A message that matched no
 -- endpoint is one row without a delivery (when neither $1 nor $2 is given).
+-- params: status, endpoint_id, event_type, since, until, limit
 SELECT o.id, o.msg_id, o.event_type, o.tenant_id, o.created_at, d.id AS delivery_id,
        d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.last_status_code, d.last_error
 FROM webhookd.outbox o
@@ -382,6 +405,7 @@ LIMIT $6;
 -- name: message_send
 -- Enqueue a message for endpoint $1, as an application does (the fan-out trigger creates the
 -- delivery and wakes the daemons).
+-- params: endpoint_id, event_type, payload
 INSERT INTO webhookd.outbox (endpoint_id, event_type, payload)
 VALUES ($1, $2, $3::jsonb)
 RETURNING id, msg_id;
@@ -391,6 +415,7 @@ RETURNING id, msg_id;
 -- $1, only the one to endpoint $2 when given, whose endpoint is enabled and not deleted.
 -- `attempt_base` takes the value of `attempts`: attempt numbers go on, the retry schedule
 -- restarts (migrations/0006_replay.sql).
+-- params: message_id, endpoint_id
 UPDATE webhookd.deliveries d
 SET status = 'pending', attempt_base = d.attempts, next_attempt_at = now(),
     last_status_code = NULL, last_error = NULL, finished_at = NULL, updated_at = now()
@@ -404,6 +429,7 @@ RETURNING d.id, d.endpoint_id, d.attempts;
 -- name: dead_letters_list
 -- Dead-lettered deliveries, latest failure first: of endpoint $1, failed in [$2, $3); at most
 -- $4 rows, each with the count of every match.
+-- params: endpoint_id, since, until, limit
 SELECT d.id AS delivery_id, d.message_id, o.msg_id, o.event_type, d.endpoint_id, d.attempts,
        d.last_status_code, d.last_error, d.updated_at AS failed_at, count(*) OVER () AS total
 FROM webhookd.deliveries d
@@ -419,6 +445,7 @@ LIMIT $4;
 -- New attempt series, due now, for up to $5 dead-lettered deliveries of enabled, live
 -- endpoints: of endpoint $1, of messages $2, failed in [$3, $4) (NULL: any). Requeued rows
 -- are pending, so calling it again until it returns fewer than $5 ends.
+-- params: endpoint_id, message_ids, since, until, limit
 UPDATE webhookd.deliveries d
 SET status = 'pending', attempt_base = d.attempts, next_attempt_at = now(),
     last_status_code = NULL, last_error = NULL, finished_at = NULL, updated_at = now()
@@ -440,6 +467,7 @@ RETURNING d.id;
 
 -- name: dead_letters_stuck
 -- Dead letters the same selection leaves alone because their endpoint is disabled or deleted.
+-- params: endpoint_id, message_ids, since, until
 SELECT count(*)
 FROM webhookd.deliveries f
 JOIN webhookd.endpoints e ON e.id = f.endpoint_id
@@ -458,6 +486,7 @@ SELECT pg_notify('webhookd_outbox', '');
 -- Per endpoint: deliveries waiting and in flight now; attempts (count, 2xx, duration p50/p95)
 -- and dead letters in the last $1 seconds. Live endpoints, and deleted ones with any of
 -- these; only endpoint $2 when given.
+-- params: window_s, endpoint_id
 WITH since AS (
     SELECT now() - make_interval(secs => $1::float8) AS t
 ), tried AS (
@@ -499,6 +528,7 @@ ORDER BY e.created_at, e.id;
 
 -- name: demo_enqueue
 -- `webhookd demo`: a burst of $2 messages spread round-robin over the endpoints $1.
+-- params: endpoint_ids, message_count
 INSERT INTO webhookd.outbox (endpoint_id, event_type, payload)
 SELECT ($1::text[])[1 + (g - 1) % cardinality($1::text[])], 'invoice.paid',
        jsonb_build_object('type', 'invoice.paid',
@@ -508,6 +538,7 @@ FROM generate_series(1, $2::int) g;
 
 -- name: demo_progress
 -- `webhookd demo`: each endpoint's deliveries by state, and the attempts made.
+-- params: endpoint_ids
 SELECT endpoint_id,
        count(*) AS total,
        count(*) FILTER (WHERE status = 'delivered') AS delivered,
@@ -523,6 +554,7 @@ GROUP BY endpoint_id;
 -- name: endpoints_failing
 -- Enabled endpoints with no success since at least $1 seconds ago and at least $2 failed
 -- attempts in a row: the daemon disables them (migrations/0004_endpoint_health.sql).
+-- params: disable_after_s, min_failures
 SELECT s.endpoint_id
 FROM webhookd.endpoint_state s
 JOIN webhookd.endpoints e ON e.id = s.endpoint_id
@@ -534,6 +566,7 @@ WHERE e.enabled AND e.deleted_at IS NULL
 -- Disable those of endpoints $1 still failing as `endpoints_failing` found them (a success
 -- may have come since), with the reason. Only enabled ones change, so with several daemons
 -- one of them does it and reports it.
+-- params: endpoint_ids, disable_after_s, min_failures
 UPDATE webhookd.endpoints e
 SET enabled = false,
     disabled_reason = 'failing since '
@@ -551,6 +584,7 @@ RETURNING e.id, e.disabled_reason, s.failing_since, s.consecutive_failures;
 -- name: endpoint_auto_disable
 -- Disable endpoint $1 with reason $2 (the daemon, on a 410 Gone). Only an enabled endpoint
 -- changes, so of several daemons or attempts one does it and reports it.
+-- params: endpoint_id, reason
 UPDATE webhookd.endpoints
 SET enabled = false, disabled_reason = $2, version = version + 1, updated_at = now()
 WHERE id = $1 AND enabled AND deleted_at IS NULL
@@ -558,6 +592,7 @@ RETURNING id;
 
 -- name: endpoint_health_reset
 -- Forget an endpoint's failing streak (`endpoint enable`: it gets a whole period again).
+-- params: endpoint_id
 UPDATE webhookd.endpoint_state
 SET failing_since = NULL, consecutive_failures = 0
 WHERE endpoint_id = $1 AND (failing_since IS NOT NULL OR consecutive_failures > 0);
@@ -565,6 +600,7 @@ WHERE endpoint_id = $1 AND (failing_since IS NOT NULL OR consecutive_failures > 
 -- name: prune_bounds
 -- A prune's cutoff, now minus $1 seconds, and the id of the newest message created before it
 -- (ids follow creation times closely; a message committed out of order waits a later prune).
+-- params: older_than_s
 SELECT now() - make_interval(secs => $1) AS cutoff,
        (SELECT o.id FROM webhookd.outbox o
         WHERE o.created_at < now() - make_interval(secs => $1)
@@ -578,6 +614,7 @@ SELECT now() - make_interval(secs => $1) AS cutoff,
 -- The finished deliveries are locked, which reads their status again: one requeued meanwhile
 -- keeps its message. ok = false (nothing done): another prune holds the lock. old_attempts:
 -- the deleted attempts that started before $3.
+-- params: after_id, last_id, cutoff, limit, include_failed, dry_run
 WITH lock AS MATERIALIZED (
     SELECT pg_try_advisory_xact_lock(hashtext('webhookd.prune')) AS ok
 ), scanned AS MATERIALIZED (
@@ -638,6 +675,7 @@ SELECT (SELECT ok FROM lock) AS ok,
 -- One batch of `webhookd prune`: delete up to $3 attempts started in [$1, $2), oldest first
 -- ($1 NULL: from the first); run after prune_messages, these are attempts of kept deliveries.
 -- ok = false (nothing done): another prune holds the lock.
+-- params: since, cutoff, limit
 WITH lock AS MATERIALIZED (
     SELECT pg_try_advisory_xact_lock(hashtext('webhookd.prune')) AS ok
 ), old AS MATERIALIZED (
@@ -657,16 +695,19 @@ SELECT (SELECT ok FROM lock) AS ok,
 
 -- name: prune_attempts_count
 -- Attempts started before $1 (what a dry run of prune_attempts would delete).
+-- params: cutoff
 SELECT count(*) FROM webhookd.attempts WHERE started_at < $1;
 
 -- name: endpoint_get_for_update
 -- One live endpoint, locked until the transaction ends (`endpoint update` reads, checks, writes).
+-- params: endpoint_id
 SELECT * FROM webhookd.endpoints WHERE id = $1 AND deleted_at IS NULL FOR UPDATE;
 
 -- name: endpoint_update
 -- Write an endpoint's settings; headers ($11) and secret ($12) only when not NULL. $16: the
 -- signature scheme changed, so secrets kept for a rotation grace are dropped (the new scheme
 -- cannot sign with them).
+-- params: endpoint_id, url, tenant_id, description, event_types, signature_scheme, signature_header, signature_prefix, rate_per_s, burst, headers, secret, max_in_flight, timeout_ms, retry_schedule_ms, scheme_changed
 UPDATE webhookd.endpoints
 SET url = $2, tenant_id = $3, description = $4, event_types = $5, signature_scheme = $6,
     signature_header = $7, signature_prefix = $8, rate_per_s = $9, burst = $10,

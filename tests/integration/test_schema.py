@@ -228,7 +228,7 @@ def scans(node: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
 async def claim_probe_scans(harness: Harness, ids: list[str]) -> list[Any]:
     """The scans of the claim's per-endpoint probe (the `picked` CTE)."""
     plan = await harness.conn.fetchval(
-        "EXPLAIN (FORMAT JSON) " + sql.queries()["claim"],
+        "EXPLAIN (FORMAT JSON) " + sql.queries()["claim"].text,
         ids,
         [50] * len(ids),
         100,
