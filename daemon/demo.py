@@ -166,7 +166,11 @@ async def run_demo(
         url = f"http://127.0.0.1:{service.health.port}/metrics"
         watch = Watch(store, receiver, options, url, service.config)
         session = await stack.enter_async_context(aiohttp.ClientSession())
-        await store.execute("demo_enqueue", [ep.id for ep in SCENARIO], options.messages)
+        await store.execute(
+            "demo_enqueue",
+            endpoint_ids=[ep.id for ep in SCENARIO],
+            message_count=options.messages,
+        )
         return await watch.until_done(session, on_snapshot)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the with block returns)
 
@@ -202,7 +206,9 @@ class Watch:
     async def snapshot(self, session: aiohttp.ClientSession, *, timed_out: bool) -> Snapshot:
         rows = {
             r["endpoint_id"]: r
-            for r in await self._store.fetch("demo_progress", [ep.id for ep in SCENARIO])
+            for r in await self._store.fetch(
+                "demo_progress", endpoint_ids=[ep.id for ep in SCENARIO]
+            )
         }
         # On a failed scrape the last numbers stand; the database and the receiver tell progress.
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):

@@ -75,7 +75,7 @@ async def update_endpoint(
     if not change.changed():
         raise ConfigError("endpoint update", "nothing to change: give at least one option")
     async with store.transaction() as tx:
-        rec = await tx.fetchrow("endpoint_get_for_update", endpoint_id)
+        rec = await tx.fetchrow("endpoint_get_for_update", endpoint_id=endpoint_id)
         if rec is None:
             raise NotFound("endpoint", endpoint_id)
         spec = updated_spec(rec, change)
@@ -147,20 +147,24 @@ async def _write(
         headers = orjson.dumps([[name, box.seal(value)] for name, value in c.headers]).decode()
     await tx.execute(
         "endpoint_update",
-        rec["id"],
-        spec.url,
-        spec.tenant_id,
-        spec.description,
-        list(spec.event_types),
-        spec.signature.scheme,
-        spec.signature.header,
-        spec.signature.prefix,
-        spec.rate_per_s,
-        spec.burst,
-        headers,
-        None if secret is None else box.seal(secret),
-        spec.max_in_flight,
-        None if spec.timeout_s is None else max(1, round(spec.timeout_s * 1000)),
-        None if spec.retry_schedule_s is None else [round(s * 1000) for s in spec.retry_schedule_s],
-        new_scheme,
+        endpoint_id=rec["id"],
+        url=spec.url,
+        tenant_id=spec.tenant_id,
+        description=spec.description,
+        event_types=list(spec.event_types),
+        signature_scheme=spec.signature.scheme,
+        signature_header=spec.signature.header,
+        signature_prefix=spec.signature.prefix,
+        rate_per_s=spec.rate_per_s,
+        burst=spec.burst,
+        headers=headers,
+        secret=None if secret is None else box.seal(secret),
+        max_in_flight=spec.max_in_flight,
+        timeout_ms=None if spec.timeout_s is None else max(1, round(spec.timeout_s * 1000)),
+        retry_schedule_ms=(
+            None
+            if spec.retry_schedule_s is None
+            else [round(s * 1000) for s in spec.retry_schedule_s]
+        ),
+        scheme_changed=new_scheme,
     )

@@ -139,21 +139,25 @@ async def add_endpoint(
     secret = spec.secret if spec.secret is not None else generate_secret_for(spec.signature)
     endpoint_id = await store.fetchval(
         "endpoint_insert",
-        spec.id,
-        spec.tenant_id,
-        spec.url,
-        spec.description,
-        list(spec.event_types),
-        box.seal(secret),
-        spec.signature.scheme,
-        spec.signature.header,
-        spec.signature.prefix,
-        orjson.dumps([[name, box.seal(value)] for name, value in spec.headers]).decode(),
-        spec.rate_per_s,
-        spec.burst,
-        spec.max_in_flight,
-        None if spec.timeout_s is None else max(1, round(spec.timeout_s * 1000)),
-        None if spec.retry_schedule_s is None else [round(s * 1000) for s in spec.retry_schedule_s],
+        endpoint_id=spec.id,
+        tenant_id=spec.tenant_id,
+        url=spec.url,
+        description=spec.description,
+        event_types=list(spec.event_types),
+        secret=box.seal(secret),
+        signature_scheme=spec.signature.scheme,
+        signature_header=spec.signature.header,
+        signature_prefix=spec.signature.prefix,
+        headers=orjson.dumps([[name, box.seal(value)] for name, value in spec.headers]).decode(),
+        rate_per_s=spec.rate_per_s,
+        burst=spec.burst,
+        max_in_flight=spec.max_in_flight,
+        timeout_ms=None if spec.timeout_s is None else max(1, round(spec.timeout_s * 1000)),
+        retry_schedule_ms=(
+            None
+            if spec.retry_schedule_s is None
+            else [round(s * 1000) for s in spec.retry_schedule_s]
+        ),
     )
     return str(endpoint_id), secret
 
@@ -234,14 +238,14 @@ async def load_endpoints(
 
 
 async def get_endpoint(store: Store, endpoint_id: str) -> Record:
-    rec = await store.fetchrow("endpoint_get", endpoint_id)
+    rec = await store.fetchrow("endpoint_get", endpoint_id=endpoint_id)
     if rec is None:
         raise NotFound("endpoint", endpoint_id)
     return rec
 
 
 async def list_endpoints(store: Store, tenant_id: str | None = None) -> Sequence[Record]:
-    return await store.fetch("endpoint_list", tenant_id)
+    return await store.fetch("endpoint_list", tenant_id=tenant_id)
 
 
 async def set_enabled(
@@ -250,10 +254,13 @@ async def set_enabled(
     """Enable or disable. Enabling also forgets the endpoint's failing streak, so one the
     daemon disabled (health.disable_after) gets a whole period again before it is disabled."""
     async with store.transaction() as tx:
-        if await tx.fetchrow("endpoint_set_enabled", endpoint_id, enabled, reason) is None:
+        row = await tx.fetchrow(
+            "endpoint_set_enabled", endpoint_id=endpoint_id, enabled=enabled, reason=reason
+        )
+        if row is None:
             raise NotFound("endpoint", endpoint_id)
         if enabled:
-            await tx.execute("endpoint_health_reset", endpoint_id)
+            await tx.execute("endpoint_health_reset", endpoint_id=endpoint_id)
 
 
 async def rotate_secret(
@@ -272,7 +279,13 @@ async def rotate_secret(
     _check_secret(spec, secret)
     expires_at = time.time() + grace_s
     stored = box.seal(secret)
-    if await store.fetchval("endpoint_rotate_secret", endpoint_id, stored, expires_at) is None:
+    rotated = await store.fetchval(
+        "endpoint_rotate_secret",
+        endpoint_id=endpoint_id,
+        secret=stored,
+        previous_expires_at_s=expires_at,
+    )
+    if rotated is None:
         raise NotFound("endpoint", endpoint_id)
     return secret
 
@@ -280,9 +293,11 @@ async def rotate_secret(
 async def delete_endpoint(store: Store, endpoint_id: str) -> int:
     """Delete an endpoint; its undelivered deliveries become dead letters. Returns how many."""
     async with store.transaction() as tx:
-        if await tx.fetchrow("endpoint_delete", endpoint_id) is None:
+        if await tx.fetchrow("endpoint_delete", endpoint_id=endpoint_id) is None:
             raise NotFound("endpoint", endpoint_id)
-        status = await tx.execute("endpoint_fail_open", endpoint_id, "endpoint deleted")
+        status = await tx.execute(
+            "endpoint_fail_open", endpoint_id=endpoint_id, reason="endpoint deleted"
+        )
     return int(status.split()[-1])
 
 
@@ -310,10 +325,17 @@ async def reencrypt_secrets(
     after = ""
     while True:
         async with store.transaction() as tx:
-            rows = await tx.fetch("endpoint_secrets_batch", after, batch_size)
+            rows = await tx.fetch("endpoint_secrets_batch", after_id=after, limit=batch_size)
             changed = [c for r in rows if (c := _resealed_or_skipped(r, box, report)) is not None]
             if changed and not dry_run:
-                await tx.execute("endpoint_secrets_update", *map(list, zip(*changed, strict=True)))
+                ids, secrets, previous, headers = map(list, zip(*changed, strict=True))
+                await tx.execute(
+                    "endpoint_secrets_update",
+                    endpoint_ids=ids,
+                    secrets=secrets,
+                    previous_secrets=previous,
+                    headers=headers,
+                )
         report.endpoints += len(rows)
         report.updated += len(changed)
         if len(rows) < batch_size:

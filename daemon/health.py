@@ -64,15 +64,17 @@ class HealthMonitor:
             # Select first: the UPDATE would fire the endpoints trigger (and make every daemon
             # reload its endpoints) on each check, even when it changes nothing.
             rows = await self._store.fetch(
-                "endpoints_failing", config.disable_after_s, config.min_failures
+                "endpoints_failing",
+                disable_after_s=config.disable_after_s,
+                min_failures=config.min_failures,
             )
             if not rows:
                 return []
             disabled = await self._store.fetch(
                 "endpoints_disable_failing",
-                [r["endpoint_id"] for r in rows],
-                config.disable_after_s,
-                config.min_failures,
+                endpoint_ids=[r["endpoint_id"] for r in rows],
+                disable_after_s=config.disable_after_s,
+                min_failures=config.min_failures,
             )
         except (DatabaseUnavailable, StoreError) as exc:
             log.warning("health.check_failed", error=str(exc))
@@ -91,7 +93,9 @@ class HealthMonitor:
         """Disable an endpoint whose receiver answered 410 Gone; False when it already was
         (by another daemon or attempt) or the write failed (the next 410 tries again)."""
         try:
-            row = await self._store.fetchrow("endpoint_auto_disable", endpoint_id, GONE_REASON)
+            row = await self._store.fetchrow(
+                "endpoint_auto_disable", endpoint_id=endpoint_id, reason=GONE_REASON
+            )
         except (DatabaseUnavailable, StoreError) as exc:
             log.warning("health.disable_failed", endpoint=endpoint_id, error=str(exc))
             return False

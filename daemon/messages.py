@@ -99,7 +99,7 @@ def payload_value(text: str) -> orjson.Fragment:
 async def resolve_message(store: Store, ref: str) -> Record:
     """The message an operator means: a numeric outbox id, else a msg_id used once."""
     number = int(ref) if _OUTBOX_ID.fullmatch(ref) else None
-    rows = await store.fetch("message_find", number, ref)
+    rows = await store.fetch("message_find", outbox_id=number, msg_id=ref)
     by_id = [r for r in rows if r["id"] == number]
     if by_id:
         return by_id[0]
@@ -112,7 +112,7 @@ async def resolve_message(store: Store, ref: str) -> Record:
 
 async def live_endpoint(store: Store, endpoint_id: str) -> Record:
     """An endpoint that deliveries may be made due for: it exists, is enabled, not deleted."""
-    rec = await store.fetchrow("operator_endpoint", endpoint_id)
+    rec = await store.fetchrow("operator_endpoint", endpoint_id=endpoint_id)
     if rec is None:
         raise NotFound("endpoint", endpoint_id)
     if rec["deleted_at"] is not None or not rec["enabled"]:
@@ -134,11 +134,13 @@ class MessageDetail:
 async def message_detail(store: Store, ref: str, *, body_bytes: int = 1024) -> MessageDetail:
     """Everything recorded about one message; response bodies cut to `body_bytes`."""
     found = await resolve_message(store, ref)
-    message = await store.fetchrow("message_get", found["id"])
+    message = await store.fetchrow("message_get", message_id=found["id"])
     if message is None:  # deleted between the two statements
         raise NotFound("message", ref)
-    deliveries = await store.fetch("message_deliveries", found["id"])
-    attempts = await store.fetch("message_attempts", found["id"], body_bytes)
+    deliveries = await store.fetch("message_deliveries", message_id=found["id"])
+    attempts = await store.fetch(
+        "message_attempts", message_id=found["id"], max_body_bytes=body_bytes
+    )
     return MessageDetail(message, deliveries, attempts)
 
 
@@ -158,14 +160,22 @@ async def list_messages(store: Store, f: MessageFilter) -> list[Record]:
     if f.status is not None and f.status not in STATUSES:
         raise ValueError(f"unknown status {f.status!r}")
     return await store.fetch(
-        "message_list", f.status, f.endpoint_id, f.event_type, f.since, f.until, f.limit
+        "message_list",
+        status=f.status,
+        endpoint_id=f.endpoint_id,
+        event_type=f.event_type,
+        since=f.since,
+        until=f.until,
+        limit=f.limit,
     )
 
 
 async def send_message(store: Store, endpoint_id: str, event_type: str, payload: str) -> Record:
     """Enqueue a message for one endpoint, as an application would; returns (id, msg_id)."""
     await live_endpoint(store, endpoint_id)
-    row = await store.fetchrow("message_send", endpoint_id, event_type, payload)
+    row = await store.fetchrow(
+        "message_send", endpoint_id=endpoint_id, event_type=event_type, payload=payload
+    )
     assert row is not None  # INSERT ... RETURNING always returns the row
     return row
 
@@ -174,7 +184,7 @@ async def endpoint_stats(
     store: Store, window_s: float, endpoint_id: str | None = None
 ) -> list[dict[str, Any]]:
     """Per endpoint: backlog and in flight now, attempts, success and latency over the window."""
-    rows = await store.fetch("operator_stats", window_s, endpoint_id)
+    rows = await store.fetch("operator_stats", window_s=window_s, endpoint_id=endpoint_id)
     if endpoint_id is not None and not rows:
         raise NotFound("endpoint", endpoint_id)
     return [_stats_view(r) for r in rows]

@@ -37,7 +37,7 @@ async def migrate(store: Store) -> list[str]:
             if version in done:
                 continue
             await tx.execute_script(script)
-            await tx.execute("migration_mark", version)
+            await tx.execute("migration_mark", version=version)
             applied.append(version)
     return applied
 

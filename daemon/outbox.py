@@ -142,15 +142,15 @@ class Claimer:
         if quotas:
             rows = await self._store.fetch(
                 "claim",
-                quotas.ids,
-                quotas.counts,
-                capacity,
-                self._lease_s(),
-                self._instance,
-                quotas.rates_per_s,
-                quotas.bursts,
-                quotas.max_in_flight,
-                self._dead_letters_block,
+                endpoint_ids=quotas.ids,
+                quotas=quotas.counts,
+                limit=capacity,
+                lease_s=self._lease_s(),
+                instance=self._instance,
+                rates_per_s=quotas.rates_per_s,
+                bursts=quotas.bursts,
+                max_in_flight=quotas.max_in_flight,
+                dead_letters_block=self._dead_letters_block,
             )
             claimed = [Delivery.from_record(r) for r in rows]
             self._on_claim(len(claimed))
@@ -177,7 +177,7 @@ class Claimer:
             if (hint := self._scheduler.wait_hint(ep_id)) is not None
         ]
         if offered:
-            for row in await self._store.fetch("next_due", offered):
+            for row in await self._store.fetch("next_due", endpoint_ids=offered):
                 if row["next_at"] is None:
                     continue
                 gap_s = float((row["next_at"] - row["db_now"]).total_seconds())
@@ -198,7 +198,7 @@ class Claimer:
                 self._on_orphans(orphans)
         if now - self._last_rescue > RESCUE_EVERY_S:
             self._last_rescue = now
-            rescued = await self._store.fetch("rescue_expired", 1000)
+            rescued = await self._store.fetch("rescue_expired", limit=1000)
             if rescued:
                 log.warning("outbox.leases_rescued", count=len(rescued))
 

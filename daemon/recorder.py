@@ -27,10 +27,28 @@ def outcome_status(outcome: Outcome) -> Status:
     return Status.PENDING if outcome.decision.retry else Status.FAILED
 
 
-def outcome_columns(outcomes: Sequence[Outcome]) -> list[list[Any]]:
-    """Column arrays for the `record_outcomes` unnest: $1..$10, then $13 (the attempt's own
-    error; $9 is the delivery's last error, which says why it was dead-lettered)."""
-    cols: list[list[Any]] = [[] for _ in range(11)]
+# The `record_outcomes` parameters with one element per outcome, in the order of the row
+# `outcome_columns` builds.
+_COLUMNS = (
+    "delivery_ids",
+    "attempts",
+    "statuses",
+    "next_in_s",
+    "started_at_s",
+    "durations_ms",
+    "status_codes",
+    "error_classes",
+    "last_errors",
+    "response_bodies",
+    "attempt_errors",
+)
+
+
+def outcome_columns(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
+    """Column arrays for the `record_outcomes` unnest, by parameter name. `last_errors` are
+    the deliveries' (for a dead letter: why it was given up), `attempt_errors` the attempts'
+    own."""
+    cols: list[list[Any]] = [[] for _ in _COLUMNS]
     for o in outcomes:
         r, d = o.result, o.decision
         status = outcome_status(o)
@@ -50,12 +68,12 @@ def outcome_columns(outcomes: Sequence[Outcome]) -> list[list[Any]]:
         )
         for col, value in zip(cols, row, strict=True):
             col.append(value)
-    return cols
+    return dict(zip(_COLUMNS, cols, strict=True))
 
 
 def health_column(outcomes: Sequence[Outcome]) -> list[bool | None]:
     """Per outcome, success or failure for the endpoint's failing streak (`record_outcomes`
-    $12); None for results that say nothing about the endpoint."""
+    `succeeded`); None for results that say nothing about the endpoint."""
     return [o.result.ok if o.result.about_endpoint else None for o in outcomes]
 
 
@@ -144,9 +162,11 @@ class Recorder:
             self._ready.clear()
 
     async def _write(self, batch: Sequence[Outcome]) -> None:
-        *cols, attempt_errors = outcome_columns(batch)
         await self._store.fetchval(
-            "record_outcomes", *cols, self._instance, health_column(batch), attempt_errors
+            "record_outcomes",
+            **outcome_columns(batch),
+            instance=self._instance,
+            succeeded=health_column(batch),
         )
 
     async def _write_singly(self, batch: Sequence[Outcome]) -> None:

@@ -62,14 +62,14 @@ async def replay_message(store: Store, ref: str, endpoint_id: str | None = None)
         await live_endpoint(store, endpoint_id)
     deliveries = [
         d
-        for d in await store.fetch("message_deliveries", message["id"])
+        for d in await store.fetch("message_deliveries", message_id=message["id"])
         if endpoint_id is None or d["endpoint_id"] == endpoint_id
     ]
     if endpoint_id is not None and not deliveries:
         raise NotFound("delivery", f"message {message['id']} to {endpoint_id}")
     if not deliveries:
         raise NothingToReplay(f"nothing to replay: message {message['id']} matched no endpoint")
-    rows = await store.fetch("message_replay", message["id"], endpoint_id)
+    rows = await store.fetch("message_replay", message_id=message["id"], endpoint_id=endpoint_id)
     report = ReplayReport(message["id"], message["msg_id"])
     report.replayed = [Replayed(r["id"], r["endpoint_id"], r["attempts"] + 1) for r in rows]
     done = {r.delivery_id for r in report.replayed}
@@ -115,9 +115,15 @@ class DeadLetterFilter:
     since: datetime | None = None
     until: datetime | None = None
 
-    def args(self) -> tuple[object, ...]:
+    def params(self) -> dict[str, object]:
+        """The selection as parameters of `dead_letters_requeue` and `dead_letters_stuck`."""
         ids = None if self.message_ids is None else list(self.message_ids)
-        return (self.endpoint_id, ids, self.since, self.until)
+        return {
+            "endpoint_id": self.endpoint_id,
+            "message_ids": ids,
+            "since": self.since,
+            "until": self.until,
+        }
 
 
 @dataclass(frozen=True)
@@ -139,14 +145,14 @@ async def requeue_dead_letters(store: Store, f: DeadLetterFilter) -> RequeueRepo
         await live_endpoint(store, f.endpoint_id)
     requeued = 0
     while True:
-        rows = await store.fetch("dead_letters_requeue", *f.args(), REQUEUE_BATCH)
+        rows = await store.fetch("dead_letters_requeue", **f.params(), limit=REQUEUE_BATCH)
         requeued += len(rows)
         if rows:
             await store.execute("outbox_wake")
         if len(rows) < REQUEUE_BATCH:
             break
     stuck = (
-        0 if f.endpoint_id is not None else await store.fetchval("dead_letters_stuck", *f.args())
+        0 if f.endpoint_id is not None else await store.fetchval("dead_letters_stuck", **f.params())
     )
     return RequeueReport(requeued, int(stuck))
 
@@ -155,7 +161,9 @@ async def list_dead_letters(store: Store, f: DeadLetterFilter, limit: int) -> li
     """Dead letters, latest failure first (each row carries `total`, the count of all)."""
     if (
         f.endpoint_id is not None
-        and await store.fetchrow("operator_endpoint", f.endpoint_id) is None
+        and await store.fetchrow("operator_endpoint", endpoint_id=f.endpoint_id) is None
     ):
         raise NotFound("endpoint", f.endpoint_id)
-    return await store.fetch("dead_letters_list", f.endpoint_id, f.since, f.until, limit)
+    return await store.fetch(
+        "dead_letters_list", endpoint_id=f.endpoint_id, since=f.since, until=f.until, limit=limit
+    )

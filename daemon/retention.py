@@ -72,7 +72,7 @@ async def prune(
     pause_s: float = 0.0,
 ) -> PruneReport:
     """Delete what is older than `older_than_s` (see the module docstring)."""
-    bounds = await store.fetchrow("prune_bounds", older_than_s)
+    bounds = await store.fetchrow("prune_bounds", older_than_s=older_than_s)
     assert bounds is not None
     run = _Run(store, bounds["cutoff"], batch_size, include_failed, dry_run, wait_if_busy, pause_s)
     report = PruneReport(cutoff=run.cutoff)
@@ -82,10 +82,10 @@ async def prune(
     return report
 
 
-async def _batch(run: _Run, report: PruneReport, query: str, *args: Any) -> Any:
+async def _batch(run: _Run, report: PruneReport, query: str, /, **params: Any) -> Any:
     """One batch; None when another prune holds the lock and we do not wait for it."""
     while True:
-        row = await run.store.fetchrow(query, *args)
+        row = await run.store.fetchrow(query, **params)
         assert row is not None
         if row["ok"]:
             report.batches += 1
@@ -102,8 +102,17 @@ async def _prune_messages(run: _Run, last_id: int | None, report: PruneReport) -
     old_attempts = 0
     after = 0
     while last_id is not None:
-        args = (after, last_id, run.cutoff, run.batch_size, run.include_failed, run.dry_run)
-        row = await _batch(run, report, "prune_messages", *args)
+        row = await _batch(
+            run,
+            report,
+            "prune_messages",
+            after_id=after,
+            last_id=last_id,
+            cutoff=run.cutoff,
+            limit=run.batch_size,
+            include_failed=run.include_failed,
+            dry_run=run.dry_run,
+        )
         if row is None:
             break
         report.messages += row["messages"]
@@ -120,12 +129,14 @@ async def _prune_messages(run: _Run, last_id: int | None, report: PruneReport) -
 async def _prune_attempts(run: _Run, report: PruneReport, counted: int) -> None:
     """Attempts started before the cutoff of the deliveries that are kept."""
     if run.dry_run:
-        old = await run.store.fetchval("prune_attempts_count", run.cutoff)
+        old = await run.store.fetchval("prune_attempts_count", cutoff=run.cutoff)
         report.attempts += int(old) - counted
         return
     since: datetime | None = None
     while True:
-        row = await _batch(run, report, "prune_attempts", since, run.cutoff, run.batch_size)
+        row = await _batch(
+            run, report, "prune_attempts", since=since, cutoff=run.cutoff, limit=run.batch_size
+        )
         if row is None:
             return
         report.attempts += row["deleted"]

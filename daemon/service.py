@@ -235,20 +235,20 @@ class Service:
         If this write fails nothing is lost: the leases expire and are claimed again."""
         if deliveries:
             ids = [d.id for d in deliveries]
-            self._background("release", "release", ids, self.instance)
+            self._background("release", "release", delivery_ids=ids, instance=self.instance)
 
     def share_pause(self, endpoint_id: str, seconds: float) -> None:
         """Record a Retry-After pause where every daemon's claim sees it."""
-        self._background("pause", "endpoint_pause", endpoint_id, seconds)
+        self._background("pause", "endpoint_pause", endpoint_id=endpoint_id, pause_s=seconds)
 
     def endpoint_gone(self, endpoint_id: str) -> None:
         """A 410 Gone: disable the endpoint for every daemon (the scheduler already did here)."""
         self._side_task(self.endpoint_health.disable_gone(endpoint_id))
 
-    def _background(self, what: str, query: str, *args: Any) -> None:
+    def _background(self, what: str, query: str, /, **params: Any) -> None:
         if self.store is None:
             return
-        self._side_task(self._execute_quietly(what, query, *args))
+        self._side_task(self._execute_quietly(what, query, **params))
 
     def _side_task(self, coro: Coroutine[Any, Any, Any]) -> None:
         """A short write that nothing waits for; `stop()` lets it finish."""
@@ -256,10 +256,10 @@ class Service:
         self._side.add(task)
         task.add_done_callback(self._side.discard)
 
-    async def _execute_quietly(self, what: str, query: str, *args: Any) -> None:
+    async def _execute_quietly(self, what: str, query: str, /, **params: Any) -> None:
         assert self.store is not None
         try:
-            await self.store.execute(query, *args)
+            await self.store.execute(query, **params)
         except (DatabaseUnavailable, StoreError) as exc:
             self.metrics.db_errors.labels(what).inc()
             log.warning("service.write_failed", what=what, error=str(exc))

@@ -1,6 +1,7 @@
 """PostgreSQL access: the only module that imports asyncpg.
 
-Every query is a named block of `sql/queries.sql`; driver and socket errors become
+Every query is a named block of `sql/queries.sql`, called with its parameters by name
+(`store.fetch("claim", endpoint_ids=..., limit=...)`); driver and socket errors become
 `DatabaseUnavailable` (the daemon backs off and retries) and constraint violations become
 `StoreError` with PostgreSQL's own message (bad input, shown to the operator).
 """
@@ -122,6 +123,13 @@ async def _reset(_conn: Any) -> None:
     back a transaction an interrupted caller left open and drops listeners."""
 
 
+def _bound(name: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """A named query's SQL and its arguments in `$N` order; TypeError for a missing or unknown
+    parameter name (a programming error, raised before any connection is taken)."""
+    query = sql.queries()[name]
+    return query.text, query.args(params)
+
+
 @dataclass
 class Store:
     """A connection pool plus the named queries; cheap to pass around."""
@@ -168,18 +176,22 @@ class Store:
         async with self._acquire() as conn:
             return await getattr(conn, method)(statement, *args)
 
-    async def fetch(self, name: str, *args: Any) -> list[Record]:
-        rows: list[Record] = await self._call("fetch", sql.queries()[name].text, *args)
+    async def _named(self, method: str, name: str, params: dict[str, Any]) -> Any:
+        text, args = _bound(name, params)
+        return await self._call(method, text, *args)
+
+    async def fetch(self, name: str, /, **params: Any) -> list[Record]:
+        rows: list[Record] = await self._named("fetch", name, params)
         return rows
 
-    async def fetchrow(self, name: str, *args: Any) -> Record | None:
-        return await self._call("fetchrow", sql.queries()[name].text, *args)
+    async def fetchrow(self, name: str, /, **params: Any) -> Record | None:
+        return await self._named("fetchrow", name, params)
 
-    async def fetchval(self, name: str, *args: Any) -> Any:
-        return await self._call("fetchval", sql.queries()[name].text, *args)
+    async def fetchval(self, name: str, /, **params: Any) -> Any:
+        return await self._named("fetchval", name, params)
 
-    async def execute(self, name: str, *args: Any) -> str:
-        status: str = await self._call("execute", sql.queries()[name].text, *args)
+    async def execute(self, name: str, /, **params: Any) -> str:
+        status: str = await self._named("execute", name, params)
         return status
 
     async def execute_raw(self, statement: str, *args: Any) -> str:
@@ -218,18 +230,21 @@ class Tx:
 
     conn: Any
 
-    async def fetch(self, name: str, *args: Any) -> list[Record]:
+    async def fetch(self, name: str, /, **params: Any) -> list[Record]:
+        text, args = _bound(name, params)
         with _translated():
-            rows: list[Record] = await self.conn.fetch(sql.queries()[name].text, *args)
+            rows: list[Record] = await self.conn.fetch(text, *args)
             return rows
 
-    async def fetchrow(self, name: str, *args: Any) -> Record | None:
+    async def fetchrow(self, name: str, /, **params: Any) -> Record | None:
+        text, args = _bound(name, params)
         with _translated():
-            return await self.conn.fetchrow(sql.queries()[name].text, *args)
+            return await self.conn.fetchrow(text, *args)
 
-    async def execute(self, name: str, *args: Any) -> str:
+    async def execute(self, name: str, /, **params: Any) -> str:
+        text, args = _bound(name, params)
         with _translated():
-            status: str = await self.conn.execute(sql.queries()[name].text, *args)
+            status: str = await self.conn.execute(text, *args)
             return status
 
     async def execute_script(self, script: str) -> None:

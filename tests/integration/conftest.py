@@ -138,7 +138,16 @@ async def claim(
     """The claim statement for endpoints without shared limits (no rate, no max in flight)."""
     none: list[None] = [None] * len(ids)
     rows: list[asyncpg.Record] = await store.fetch(
-        "claim", ids, counts, limit, lease_s, instance, none, none, none, False
+        "claim",
+        endpoint_ids=ids,
+        quotas=counts,
+        limit=limit,
+        lease_s=lease_s,
+        instance=instance,
+        rates_per_s=none,
+        bursts=none,
+        max_in_flight=none,
+        dead_letters_block=False,
     )
     return rows
 

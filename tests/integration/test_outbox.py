@@ -76,7 +76,16 @@ async def test_claim_locks_no_rows_beyond_what_it_leases(harness: Harness) -> No
     none: list[None] = [None, None]
     async with harness.store.transaction() as tx:  # the claim's locks held, uncommitted
         rows = await tx.fetch(
-            "claim", [ep1, ep2], [5, 5], 3, 30.0, "inst-a", none, none, none, False
+            "claim",
+            endpoint_ids=[ep1, ep2],
+            quotas=[5, 5],
+            limit=3,
+            lease_s=30.0,
+            instance="inst-a",
+            rates_per_s=none,
+            bursts=none,
+            max_in_flight=none,
+            dead_letters_block=False,
         )
         assert [r["endpoint_id"] for r in rows] == [ep1] * 3
         free = await harness.conn.fetch(
@@ -94,7 +103,7 @@ async def test_live_lease_is_not_claimed_again_and_expired_one_is_rescued(
     assert len(first) == 4
 
     assert await claim(harness.store, [ep], [10], 10, 30.0, "inst-b") == []
-    assert await harness.store.fetch("rescue_expired", 1000) == []  # leases still live
+    assert await harness.store.fetch("rescue_expired", limit=1000) == []  # leases still live
 
     expired = [first[0]["id"], first[1]["id"]]
     await harness.conn.execute(
@@ -102,7 +111,7 @@ async def test_live_lease_is_not_claimed_again_and_expired_one_is_rescued(
         " WHERE id = ANY($1::bigint[])",
         expired,
     )
-    rescued = await harness.store.fetch("rescue_expired", 1000)
+    rescued = await harness.store.fetch("rescue_expired", limit=1000)
     assert sorted(r["id"] for r in rescued) == sorted(expired)
     for row in await harness.deliveries():
         if row["id"] in expired:

@@ -227,18 +227,22 @@ def scans(node: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
 
 async def claim_probe_scans(harness: Harness, ids: list[str]) -> list[Any]:
     """The scans of the claim's per-endpoint probe (the `picked` CTE)."""
-    plan = await harness.conn.fetchval(
-        "EXPLAIN (FORMAT JSON) " + sql.queries()["claim"].text,
-        ids,
-        [50] * len(ids),
-        100,
-        30.0,
-        "inst-a",
-        [None] * len(ids),
-        [None] * len(ids),
-        [None] * len(ids),
-        False,
+    claim = sql.queries()["claim"]
+    none = [None] * len(ids)
+    args = claim.args(
+        {
+            "endpoint_ids": ids,
+            "quotas": [50] * len(ids),
+            "limit": 100,
+            "lease_s": 30.0,
+            "instance": "inst-a",
+            "rates_per_s": none,
+            "bursts": none,
+            "max_in_flight": none,
+            "dead_letters_block": False,
+        }
     )
+    plan = await harness.conn.fetchval("EXPLAIN (FORMAT JSON) " + claim.text, *args)
     root = orjson.loads(plan)[0]["Plan"]
     [picked] = [p for p in root["Plans"] if p.get("Subplan Name") == "CTE picked"]
     # The ordering-key check (deliveries_ordering_idx) only runs for keyed rows.

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from daemon import sql
+from daemon.recorder import outcome_columns
+from daemon.replay import DeadLetterFilter
 from daemon.sql import Query, parse_queries
+from daemon.store import Store, Tx
 
 
 def block(body: str, *, params: str | None = None, name: str = "q") -> str:
@@ -112,3 +115,45 @@ def test_args_refuse_an_unknown_name() -> None:
 def test_args_refuse_any_name_for_a_query_without_parameters() -> None:
     with pytest.raises(TypeError, match=r"query 'q' takes \(\): unknown x"):
         Query("q", "SELECT 1").args({"x": 1})
+
+
+class NoPool:
+    """A pool that must not be used: a wrong parameter name fails before any connection."""
+
+    async def acquire(self) -> None:
+        raise AssertionError("acquired a connection")
+
+
+class RecordingConn:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    async def execute(self, statement: str, *args: object) -> str:
+        self.calls.append((statement, args))
+        return "UPDATE 0"
+
+
+async def test_store_refuses_a_missing_keyword_before_taking_a_connection() -> None:
+    store = Store(pool=NoPool(), dsn="postgresql://nowhere/db")
+    with pytest.raises(TypeError, match=r"query 'release' .*: missing instance"):
+        await store.execute("release", delivery_ids=[1])
+
+
+async def test_store_refuses_an_unknown_keyword() -> None:
+    store = Store(pool=NoPool(), dsn="postgresql://nowhere/db")
+    with pytest.raises(TypeError, match=r"query 'rescue_expired' .*: unknown batch"):
+        await store.fetch("rescue_expired", limit=10, batch=10)
+
+
+async def test_tx_passes_keywords_to_the_driver_in_dollar_order() -> None:
+    conn = RecordingConn()
+    await Tx(conn).execute("release", instance="inst-a", delivery_ids=[1, 2])
+    [(statement, args)] = conn.calls
+    assert statement == sql.queries()["release"].text
+    assert args == ([1, 2], "inst-a")
+
+
+def test_recorder_columns_and_dead_letter_filter_name_their_queries_parameters() -> None:
+    outcome_params = set(outcome_columns([])) | {"instance", "succeeded"}
+    assert outcome_params == set(sql.queries()["record_outcomes"].params)
+    assert set(DeadLetterFilter().params()) == set(sql.queries()["dead_letters_stuck"].params)
