@@ -1,11 +1,14 @@
-"""The README and docs/ stay true: links resolve, the layout matches the tree, and the README
-stays a five-minute read."""
+"""The README and docs/ stay true: links resolve, the layout matches the tree, the configuration
+tables match daemon/config.py's key table, and the README stays a five-minute read."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -175,3 +178,44 @@ def test_layout_lists_every_daemon_module_and_package() -> None:
     expected = {p.relative_to(ROOT).as_posix() for p in modules}
     expected |= {p.relative_to(ROOT).as_posix() + "/" for p in packages}
     assert sorted(expected - layout_paths()) == [], "add them to docs/design.md's Layout"
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_config", DOCS / "gen_config.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configuration_doc_matches_the_key_table() -> None:
+    current = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    assert load_generator().updated(current) == current, "run `make docs`"
+
+
+def test_configuration_doc_gives_every_example_key_its_environment_variable() -> None:
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    example = tomllib.loads((ROOT / "config" / "webhookd.toml").read_text(encoding="utf-8"))
+    missing = [
+        f"{section}.{key}"
+        for section, keys in example.items()
+        for key in keys
+        if not re.search(
+            rf"^\| `{key}` \| [^|]+ \| `WEBHOOKD_{section.upper()}_{key.upper()}` \|",
+            text.partition(f"### `[{section}]`")[2].partition("### ")[0],
+            re.MULTILINE,
+        )
+    ]
+    assert missing == []
+
+
+def test_configuration_generator_refuses_a_key_without_a_meaning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    generator = load_generator()
+    monkeypatch.delitem(generator.MEANINGS, "delivery.concurrency")
+    with pytest.raises(ValueError, match=r"no meaning for delivery\.concurrency"):
+        generator.render_tables()
