@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PROFILE_ARGS ?=
 
-.PHONY: venv run db-status db-stop test lint fmt clean bench profile demo
+.PHONY: venv run db-status db-stop test lint fmt clean bench profile demo docs
 
 venv: $(STAMP)
 
@@ -55,6 +55,11 @@ bench: $(BENCH_STAMP)
 # Where the daemon's CPU goes at full throughput (py-spy, or pyinstrument without ptrace).
 profile: $(BENCH_STAMP)
 	$(BIN)/python bench/profile.py $(PROFILE_ARGS)
+
+# docs/configuration.md's key tables, written from daemon/config.py's key table
+# (tests/unit/test_docs.py fails when they differ).
+docs: venv
+	$(BIN)/python docs/gen_config.py
 
 lint: venv
 	$(BIN)/ruff check .
