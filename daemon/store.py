@@ -64,11 +64,18 @@ class StoreError(WebhookdError):
         self.sqlstate = sqlstate
 
 
+# The driver refusing an argument before sending it (a number out of range for its column
+# type): an InterfaceError like the ones in _LOST, but it says "never", not "not now".
+_ARGUMENT_REFUSED = (asyncpg.exceptions._base.DataError,)
+
+
 @contextlib.contextmanager
 def _translated() -> Any:
     """Turn driver exceptions into ours so no caller needs to know asyncpg."""
     try:
         yield
+    except _ARGUMENT_REFUSED as exc:
+        raise StoreError(str(exc)) from exc
     except _LOST as exc:
         raise DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
     except asyncpg.PostgresError as exc:
