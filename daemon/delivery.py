@@ -185,10 +185,14 @@ class Deliverer:
             error_class, text = classify_exception(exc)
             if error_class == "timeout":  # str(TimeoutError()) is empty: say what ran out
                 text = f"no complete response within {timeout_s:g}s"
-            return AttemptResult(started, time.monotonic() - t0, None, error_class, text)
+            return AttemptResult(
+                started, time.monotonic() - t0, None, error_class, text, started_mono=t0
+            )
         duration = time.monotonic() - t0
         if 200 <= status < 300:
-            return AttemptResult(started, duration, status, response_body=body[: self._keep])
+            return AttemptResult(
+                started, duration, status, response_body=body[: self._keep], started_mono=t0
+            )
         return AttemptResult(
             started,
             duration,
@@ -197,6 +201,7 @@ class Deliverer:
             f"HTTP {status}",
             body[: self._keep],
             retry_after,
+            started_mono=t0,
         )
 
     def _check(self, url: str) -> None:

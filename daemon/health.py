@@ -20,6 +20,7 @@ import structlog
 from daemon.config import HealthConfig
 from daemon.errors import DatabaseUnavailable
 from daemon.metrics import Metrics
+from daemon.recorder import Write
 from daemon.store import Store, StoreError
 
 log = structlog.get_logger("webhookd.health")
@@ -89,20 +90,22 @@ class HealthMonitor:
             )
         return [row["id"] for row in disabled]
 
-    async def disable_gone(self, endpoint_id: str) -> bool:
-        """Disable an endpoint whose receiver answered 410 Gone; False when it already was
-        (by another daemon or attempt) or the write failed (the next 410 tries again)."""
-        try:
-            row = await self._store.fetchrow(
-                "endpoint_auto_disable", endpoint_id=endpoint_id, reason=GONE_REASON
-            )
-        except (DatabaseUnavailable, StoreError) as exc:
-            log.warning("health.disable_failed", endpoint=endpoint_id, error=str(exc))
-            return False
-        if row is None:
-            return False
-        self._disabled(endpoint_id, "gone", GONE_REASON)
-        return True
+    def gone_write(self, endpoint_id: str) -> Write:
+        """The write that disables an endpoint whose receiver answered 410 Gone, through the
+        recorder (retried while the database is away). Logged and counted once: the UPDATE
+        changes only an enabled endpoint, so another daemon or attempt that did it first
+        makes this one a no-op."""
+
+        def done(rows: list[Any]) -> None:
+            if rows:
+                self._disabled(endpoint_id, "gone", GONE_REASON)
+
+        return Write(
+            "disable",
+            "endpoint_auto_disable",
+            {"endpoint_id": endpoint_id, "reason": GONE_REASON},
+            on_done=done,
+        )
 
     def _disabled(self, endpoint_id: str, cause: str, reason: str, **details: Any) -> None:
         self._metrics.auto_disabled.labels(cause).inc()

@@ -130,7 +130,7 @@ class Metrics:
         for metric, values in (
             (self.deliveries, ("delivered", "retry_scheduled", "dead_lettered")),
             (self.breaker_transitions, ("open", "closed")),
-            (self.db_errors, ("claim", "record", "release", "pause")),
+            (self.db_errors, ("claim", "record", "release", "pause", "disable")),
             (self.auto_disabled, ("failing", "gone")),
             (self.pruned, ("outbox", "deliveries", "attempts")),
         ):

@@ -59,11 +59,19 @@ class Delivery:
     endpoint_id: str
     msg_id: str
     event_type: str
-    payload: bytes  # the exact bytes that are signed and sent
+    payload: bytes  # the exact bytes that are signed and sent (empty when over the limit)
     attempt: int  # number of this attempt, 1-based, counted over every series (replays)
     created_at_s: float  # unix time the message was enqueued
     # attempts made before the current series began (a replay or re-queue starts a new one)
     attempt_base: int = 0
+    # the claim's fencing token: renewals, outcomes and releases apply only where it matches
+    lease_token: int = 0
+    # the payload's size in bytes; a payload over delivery.max_payload is not loaded at all
+    payload_bytes: int = -1
+
+    @property
+    def size(self) -> int:
+        return len(self.payload) if self.payload_bytes < 0 else self.payload_bytes
 
     @property
     def series_attempt(self) -> int:
@@ -73,15 +81,18 @@ class Delivery:
 
     @classmethod
     def from_record(cls, rec: Any) -> Delivery:
+        payload = rec["payload"]
         return cls(
             id=rec["id"],
             endpoint_id=rec["endpoint_id"],
             msg_id=rec["msg_id"],
             event_type=rec["event_type"],
-            payload=rec["payload"].encode() if isinstance(rec["payload"], str) else rec["payload"],
+            payload=b"" if payload is None else payload.encode(),
             attempt=rec["attempts"] + 1,
             created_at_s=rec["created_at"].timestamp(),
             attempt_base=rec["attempt_base"],
+            lease_token=rec["lease_token"],
+            payload_bytes=rec["payload_bytes"],
         )
 
 
@@ -96,6 +107,9 @@ class AttemptResult:
     error: str | None = None  # short human text, never contains secrets
     response_body: bytes = b""  # already truncated to the stored size
     retry_after_s: float | None = None  # parsed from 429/503 Retry-After
+    # time.monotonic() at the start: the recorder turns it into "this long ago", so the
+    # attempt's start is stored on the database's clock (None: use started_at_s)
+    started_mono: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from daemon.errors import DatabaseUnavailable
+from daemon.leases import Leases
 from daemon.models import Delivery, Endpoint
-from daemon.scheduler import Scheduler
-from daemon.store import Listener, Store
+from daemon.scheduler import Quotas, Scheduler
+from daemon.store import Listener, Store, StoreError
 
 log = structlog.get_logger("webhookd.outbox")
 
@@ -28,6 +29,7 @@ ENDPOINT_REFRESH_S = 30.0
 RESCUE_EVERY_S = 5.0
 RECHECK_S = 0.5  # due work that a shared limit held back: look again this soon
 MIN_WAIT_S = 0.005  # never claim in a tighter loop than this
+QUARANTINE_S = 60.0  # an endpoint whose claim PostgreSQL refuses is left out this long
 
 
 class Claimer:
@@ -40,6 +42,8 @@ class Claimer:
         *,
         instance: str,
         lease_s: Callable[[], float],
+        leases: Leases | None = None,
+        max_payload_bytes: Callable[[], int] = lambda: 1 << 20,
         dead_letters_block: bool = False,
         poll_interval_s: float,
         load_endpoints: Callable[[], Awaitable[list[Endpoint]]] | None = None,
@@ -51,7 +55,10 @@ class Claimer:
         self._scheduler = scheduler
         self._instance = instance
         self._lease_s = lease_s
+        self._leases = leases if leases is not None else Leases()
+        self._max_payload_bytes = max_payload_bytes
         self._dead_letters_block = dead_letters_block
+        self._quarantined: dict[str, float] = {}  # endpoint id -> monotonic time it ends
         self._poll_s = poll_interval_s
         self._load_endpoints = load_endpoints
         self._on_orphans = on_orphans or (lambda _d: None)
@@ -116,6 +123,13 @@ class Claimer:
                 log.warning("outbox.database_unavailable", error=str(exc), retry_in_s=backoff_s)
                 wait_s = backoff_s
                 backoff_s = min(backoff_s * 2, 5.0)
+            except StoreError as exc:
+                # A statement refused (a row or setting PostgreSQL cannot compute with): the
+                # loop goes on; `_claim` has left out the endpoint that caused it, if any.
+                self._on_db_error("claim")
+                log.error("outbox.claim_failed", error=str(exc), retry_in_s=backoff_s)
+                wait_s = backoff_s
+                backoff_s = min(backoff_s * 2, 5.0)
             await self._sleep(wait_s)
 
     async def _sleep(self, wait_s: float | None) -> None:
@@ -137,22 +151,10 @@ class Claimer:
         capacity = self._scheduler.capacity()
         if capacity <= 0:
             return None
-        quotas = self._scheduler.quotas(capacity)
+        quotas = self._scheduler.quotas(capacity).without(self._quarantine_now())
         claimed: list[Delivery] = []
         if quotas:
-            rows = await self._store.fetch(
-                "claim",
-                endpoint_ids=quotas.ids,
-                quotas=quotas.counts,
-                limit=capacity,
-                lease_s=self._lease_s(),
-                instance=self._instance,
-                rates_per_s=quotas.rates_per_s,
-                bursts=quotas.bursts,
-                max_in_flight=quotas.max_in_flight,
-                dead_letters_block=self._dead_letters_block,
-            )
-            claimed = [Delivery.from_record(r) for r in rows]
+            claimed = await self._claim(quotas, capacity)
             self._on_claim(len(claimed))
             self._scheduler.count_held_back(claimed)
             orphans = self._scheduler.submit(claimed)
@@ -163,6 +165,67 @@ class Claimer:
             # trip (the scheduler's `hunger` test); otherwise a finishing attempt wakes us.
             return 0.0 if self._scheduler.wants_claim() else None
         return await self._next_wake_s(quotas.ids)
+
+    async def _claim(self, quotas: Quotas, capacity: int) -> list[Delivery]:
+        """One claim statement; its leases are held (and renewed) from the moment it is sent.
+        If PostgreSQL refuses it, each endpoint is claimed on its own to find the one that
+        causes it, which is left out for a while (logged); the others go on."""
+        try:
+            return await self._claim_once(quotas, capacity)
+        except StoreError:
+            if len(quotas.ids) == 1:
+                raise
+        claimed: list[Delivery] = []
+        refused: list[tuple[str, StoreError]] = []
+        tried = 0
+        for one in quotas.each():
+            if len(claimed) >= capacity:
+                break
+            tried += 1
+            try:
+                claimed += await self._claim_once(one, capacity - len(claimed))
+            except StoreError as exc:
+                refused.append((one.ids[0], exc))
+        if len(refused) == tried:
+            raise refused[0][1]  # not one endpoint's doing: back off and try again
+        for endpoint_id, error in refused:
+            self._quarantine(endpoint_id, error)
+        return claimed
+
+    async def _claim_once(self, quotas: Quotas, limit: int) -> list[Delivery]:
+        lease_s = self._lease_s()
+        sent_at = time.monotonic()
+        rows = await self._store.fetch(
+            "claim",
+            endpoint_ids=quotas.ids,
+            quotas=quotas.counts,
+            limit=limit,
+            lease_s=lease_s,
+            instance=self._instance,
+            rates_per_s=quotas.rates_per_s,
+            bursts=quotas.bursts,
+            max_in_flight=quotas.max_in_flight,
+            dead_letters_block=self._dead_letters_block,
+            max_payload_bytes=self._max_payload_bytes(),
+        )
+        claimed = [Delivery.from_record(r) for r in rows]
+        self._leases.add(claimed, lease_s, sent_at)
+        return claimed
+
+    def _quarantine(self, endpoint_id: str, exc: Exception | None = None) -> None:
+        self._quarantined[endpoint_id] = time.monotonic() + QUARANTINE_S
+        log.error(
+            "outbox.endpoint_quarantined",
+            endpoint=endpoint_id,
+            seconds=QUARANTINE_S,
+            error=None if exc is None else str(exc),
+        )
+
+    def _quarantine_now(self) -> set[str]:
+        now = time.monotonic()
+        for endpoint_id in [e for e, until in self._quarantined.items() if until <= now]:
+            del self._quarantined[endpoint_id]
+        return set(self._quarantined)
 
     async def _next_wake_s(self, offered: list[str]) -> float | None:
         """When to claim again, short of a NOTIFY or a finishing attempt (which wake us):

@@ -16,6 +16,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from daemon.breaker import BreakerSettings, CircuitBreaker, State
 from daemon.models import Delivery, Endpoint
@@ -68,6 +69,30 @@ class Quotas:
 
     def __bool__(self) -> bool:
         return bool(self.ids)
+
+    def without(self, endpoint_ids: set[str]) -> Quotas:
+        """The same quotas with some endpoints left out."""
+        if not endpoint_ids:
+            return self
+        kept = Quotas()
+        for entry in zip(*self._columns(), strict=True):
+            if entry[0] not in endpoint_ids:
+                for column, value in zip(kept._columns(), entry, strict=True):
+                    column.append(value)
+        return kept
+
+    def each(self) -> list[Quotas]:
+        """One Quotas per endpoint, in order."""
+        out = []
+        for entry in zip(*self._columns(), strict=True):
+            one = Quotas()
+            for column, value in zip(one._columns(), entry, strict=True):
+                column.append(value)
+            out.append(one)
+        return out
+
+    def _columns(self) -> tuple[list[Any], ...]:
+        return (self.ids, self.counts, self.rates_per_s, self.bursts, self.max_in_flight)
 
 
 class Scheduler:
@@ -395,6 +420,24 @@ class Scheduler:
         lane.paused_until = max(lane.paused_until, self._clock() + seconds)
         self._changed.set()
         return self._drop_queue(lane)
+
+    def forget(self, delivery_ids: Iterable[int]) -> list[Delivery]:
+        """Drop queued deliveries whose lease this process lost (another daemon rescued
+        them): they must not be attempted here. Returns those dropped."""
+        lost = set(delivery_ids)
+        dropped: list[Delivery] = []
+        for lane in self._lanes.values():
+            if not lane.queue or not any(d.id in lost for d in lane.queue):
+                continue
+            kept = [d for d in lane.queue if d.id not in lost]
+            dropped += [d for d in lane.queue if d.id in lost]
+            lane.queue = deque(kept)
+            if not kept:
+                self._order.remove(lane.endpoint.id)
+        self._queued -= len(dropped)
+        if dropped:
+            self._changed.set()
+        return dropped
 
     def drain_queued(self) -> list[Delivery]:
         """Take every delivery that was claimed but not started (shutdown)."""

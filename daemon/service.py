@@ -24,16 +24,17 @@ from daemon.delivery import Deliverer
 from daemon.endpoints import load_endpoints
 from daemon.errors import DatabaseUnavailable, WebhookdError
 from daemon.health import HealthMonitor
+from daemon.leases import LeaseKeeper, Leases, heartbeat_s
 from daemon.logs import configure_logging
 from daemon.metrics import HealthServer, Metrics
-from daemon.models import Delivery, Endpoint, Outcome
+from daemon.models import Endpoint, Outcome
 from daemon.outbox import Claimer
 from daemon.recorder import Recorder
 from daemon.retention import Pruner
 from daemon.scheduler import Limits, Scheduler
 from daemon.sdnotify import Notifier
 from daemon.secretbox import PLAINTEXT, SecretBox
-from daemon.store import Store, StoreError, redact_dsn
+from daemon.store import Store, redact_dsn
 from daemon.worker import Worker
 
 log = structlog.get_logger("webhookd.service")
@@ -80,9 +81,9 @@ class Service:
         self._ssl = ssl_context
         self.metrics = Metrics(per_endpoint=config.metrics.per_endpoint_labels)
         self.scheduler = Scheduler(limits_from(config))
+        self.leases = Leases()
         self.instance = config.outbox.instance_id
         self._tasks: list[asyncio.Task[None]] = []
-        self._side: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
         self._failure: BaseException | None = None
         self._endpoints: list[Endpoint] = []
@@ -150,31 +151,39 @@ class Service:
             self.instance,
             busy=lambda: self.scheduler.in_flight > 0,
             on_written=self._on_written,
-            on_db_error=lambda: self.metrics.db_errors.labels("record").inc(),
+            on_released=self.leases.drop,
+            on_db_error=lambda op: self.metrics.db_errors.labels(op).inc(),
         )
         self.claimer = Claimer(
             store,
             self.scheduler,
             instance=self.instance,
             lease_s=self._lease_s,
+            leases=self.leases,
+            max_payload_bytes=lambda: self.config.delivery.max_payload_bytes,
             dead_letters_block=cfg.outbox.ordering_on_dead_letter == "block",
             poll_interval_s=cfg.outbox.poll_interval_s,
             load_endpoints=self._reload_endpoints,
-            on_orphans=self.release,
+            on_orphans=self.recorder.release,
             on_claim=self.metrics.claim_batch.observe,
             on_db_error=lambda op: self.metrics.db_errors.labels(op).inc(),
         )
+        self.endpoint_health = HealthMonitor(store, self.metrics, lambda: self.config.health)
         self.worker = Worker(
             cfg,
             self.scheduler,
             self.deliverer,
             self.recorder,
             self.metrics,
-            release=self.release,
-            share_pause=self.share_pause,
-            on_gone=self.endpoint_gone,
+            leases=self.leases,
+            gone_write=self.endpoint_health.gone_write,
         )
-        self.endpoint_health = HealthMonitor(store, self.metrics, lambda: self.config.health)
+        self.lease_keeper = LeaseKeeper(
+            store,
+            self.leases,
+            interval_s=lambda: heartbeat_s(self.config.outbox.lease_margin_s),
+            on_lost=self._leases_lost,
+        )
         self.pruner = Pruner(store, self.metrics, lambda: self.config.retention)
 
     async def _start_health(self) -> None:
@@ -189,6 +198,7 @@ class Service:
             ("claimer", self.claimer.run()),
             ("recorder", self.recorder.run()),
             ("worker", self.worker.run()),
+            ("leases", self.lease_keeper.run()),
             ("backlog", self._backlog_loop()),
             ("health", self.endpoint_health.run()),
             ("retention", self.pruner.run()),
@@ -225,49 +235,24 @@ class Service:
         return self._endpoints
 
     def _on_written(self, batch: Sequence[Outcome]) -> None:
-        """Retries are now in the table: make sure the claimer wakes when they fall due."""
+        """Outcomes are in the table: their leases need no more renewal, and retries must
+        wake the claimer when they fall due."""
+        self.leases.drop(o.delivery for o in batch)
         delays = [o.decision.delay_s for o in batch if o.decision and o.decision.retry]
         if delays:
             self.claimer.wake_in(min(delays))
 
-    def release(self, deliveries: list[Delivery]) -> None:
-        """Give leases back (endpoint disabled, paused, or shutdown) without an attempt.
-        If this write fails nothing is lost: the leases expire and are claimed again."""
-        if deliveries:
-            ids = [d.id for d in deliveries]
-            self._background("release", "release", delivery_ids=ids, instance=self.instance)
-
-    def share_pause(self, endpoint_id: str, seconds: float) -> None:
-        """Record a Retry-After pause where every daemon's claim sees it."""
-        self._background("pause", "endpoint_pause", endpoint_id=endpoint_id, pause_s=seconds)
-
-    def endpoint_gone(self, endpoint_id: str) -> None:
-        """A 410 Gone: disable the endpoint for every daemon (the scheduler already did here)."""
-        self._side_task(self.endpoint_health.disable_gone(endpoint_id))
-
-    def _background(self, what: str, query: str, /, **params: Any) -> None:
-        if self.store is None:
-            return
-        self._side_task(self._execute_quietly(what, query, **params))
-
-    def _side_task(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """A short write that nothing waits for; `stop()` lets it finish."""
-        task = asyncio.create_task(coro)
-        self._side.add(task)
-        task.add_done_callback(self._side.discard)
-
-    async def _execute_quietly(self, what: str, query: str, /, **params: Any) -> None:
-        assert self.store is not None
-        try:
-            await self.store.execute(query, **params)
-        except (DatabaseUnavailable, StoreError) as exc:
-            self.metrics.db_errors.labels(what).inc()
-            log.warning("service.write_failed", what=what, error=str(exc))
+    def _leases_lost(self, delivery_ids: list[int]) -> None:
+        """Another daemon rescued these (this one lost the database for longer than a
+        lease): those still queued here are dropped, never attempted."""
+        dropped = self.scheduler.forget(delivery_ids)
+        others = len(delivery_ids) - len(dropped)
+        log.warning("outbox.lost_leases_dropped", queued=len(dropped), other=others)
 
     async def readiness(self) -> tuple[bool, str]:
         if self.store is None or not await self.store.ping():
             return False, "database unreachable"
-        if not (self.claimer.healthy and self.recorder.healthy):
+        if not (self.claimer.healthy and self.recorder.healthy and self.lease_keeper.healthy):
             return False, "database errors, retrying"
         try:
             pending = await migrate.pending_versions(self.store)
@@ -348,15 +333,15 @@ class Service:
         self.notifier.stopping()
         log.info("service.stopping", in_flight=self.scheduler.in_flight)
         await self._stop_claiming()
-        self.release(self.scheduler.drain_queued())
+        self.recorder.release(self.scheduler.drain_queued())
+        # the lease keeper runs on while attempts finish: a drain longer than a lease margin
+        # must not let another daemon rescue and send them too
         cut = await self.worker.drain(self.config.delivery.drain_timeout_s)
         if cut:
             log.warning("service.attempts_cut_off", count=cut)
         self.recorder.stop()
         await self._cancel_rest()
         written = await self.recorder.drain(timeout_s=10.0)
-        if self._side:
-            await asyncio.wait(set(self._side), timeout=5.0)
         await self._close(written)
 
     async def _stop_claiming(self) -> None:

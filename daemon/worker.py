@@ -15,9 +15,10 @@ from daemon import logs
 from daemon.breaker import State
 from daemon.config import Config
 from daemon.delivery import Deliverer
+from daemon.leases import Leases
 from daemon.metrics import Metrics
 from daemon.models import AttemptResult, Delivery, Endpoint, Outcome, RetryDecision
-from daemon.recorder import Recorder
+from daemon.recorder import Recorder, Write, pause_write
 from daemon.retry import decide
 from daemon.scheduler import Scheduler
 from daemon.signing import Signer, make_signer
@@ -25,6 +26,9 @@ from daemon.signing import Signer, make_signer
 log = structlog.get_logger("webhookd.worker")
 
 GONE_DEAD_LETTER = "http 410: the receiver says the endpoint is gone; endpoint disabled"
+# An attempt starts only if its lease lasts this much longer than its timeout: time to record
+# the outcome before anyone could rescue the row.
+LEASE_SLACK_S = 0.5
 
 
 class SignerCache:
@@ -63,9 +67,8 @@ class Worker:
         recorder: Recorder,
         metrics: Metrics,
         *,
-        release: Callable[[list[Delivery]], None],
-        share_pause: Callable[[str, float], None] = lambda _ep, _s: None,
-        on_gone: Callable[[str], None] = lambda _ep: None,
+        leases: Leases,
+        gone_write: Callable[[str], Write],
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -73,9 +76,8 @@ class Worker:
         self._deliverer = deliverer
         self._recorder = recorder
         self._metrics = metrics
-        self._release = release
-        self._share_pause = share_pause
-        self._on_gone = on_gone
+        self._leases = leases
+        self._gone_write = gone_write  # disables an endpoint after a 410, for every daemon
         self._rng = rng or random.Random()
         self._signers = SignerCache()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -95,7 +97,10 @@ class Worker:
         and a hop through `run` each time (both showed in profiles, and added latency)."""
         picked: tuple[Endpoint, Delivery] | None = (endpoint, delivery)
         while picked is not None:
-            await self._attempt(*picked)
+            try:
+                await self._attempt(*picked)
+            except Exception as exc:  # a bug: the slot is free, the outcome was recorded
+                log.error("worker.attempt_failed", error=repr(exc), msg_id=picked[1].msg_id)
             picked = self._scheduler.take_now()
             if picked is not None:
                 self._metrics.in_flight.inc()
@@ -117,17 +122,36 @@ class Worker:
         return len(pending)
 
     async def _attempt(self, endpoint: Endpoint, delivery: Delivery) -> None:
+        """One attempt. Its slot is freed whatever happens, and once its result exists its
+        outcome is recorded before anything else may fail (a log write, a metric)."""
+        wake = True
         try:
-            result = await self._send(endpoint, delivery)
-        except asyncio.CancelledError:
-            # Cut off by shutdown: the receiver may or may not have it. The lease is
-            # released so another run delivers it again (at-least-once).
-            self._release([delivery])
-            self._finish(endpoint.id, wake=True)
-            raise
-        decision = self._decide(endpoint, delivery, result)
-        self._recorder.put(Outcome(delivery, result, decision))
-        self._observe(endpoint, delivery, result, decision)
+            timeout_s = endpoint.timeout_s or self.config.delivery.timeout_s
+            if not self._leases.covers(delivery, timeout_s + LEASE_SLACK_S):
+                # The lease could expire mid-attempt (renewals failing: the database is away)
+                # and another daemon would send it too. Give it back instead.
+                log.warning(
+                    "delivery.lease_too_short", msg_id=delivery.msg_id, endpoint=endpoint.id
+                )
+                self._recorder.release([delivery])
+                return
+            try:
+                result = await self._send(endpoint, delivery, timeout_s)
+            except asyncio.CancelledError:
+                # Cut off by shutdown: the receiver may or may not have it. The lease is
+                # released so another run delivers it again (at-least-once).
+                self._recorder.release([delivery])
+                raise
+            decision = self._decide(endpoint, delivery, result)
+            self._recorder.put(Outcome(delivery, result, decision))
+            self._react(endpoint, result)
+            self._observe(endpoint, delivery, result, decision)
+            wake = False  # the caller takes the slot on, or wakes `run`
+        finally:
+            self._finish(endpoint.id, wake=wake)
+
+    def _react(self, endpoint: Endpoint, result: AttemptResult) -> None:
+        """What a result says about the endpoint: a pause, the breaker, a 410."""
         if result.retry_after_s is not None:
             self._pause(endpoint, result.retry_after_s)
         if result.about_endpoint:
@@ -136,18 +160,18 @@ class Worker:
             self._scheduler.no_verdict(endpoint.id)
         if self._is_gone(result):
             self._gone(endpoint)
-        self._finish(endpoint.id, wake=False)  # the caller takes the slot on, or wakes `run`
 
-    async def _send(self, endpoint: Endpoint, delivery: Delivery) -> AttemptResult:
+    async def _send(
+        self, endpoint: Endpoint, delivery: Delivery, timeout_s: float
+    ) -> AttemptResult:
         limit = self.config.delivery.max_payload_bytes
-        if len(delivery.payload) > limit:
+        if delivery.size > limit:
             return AttemptResult(
                 time.time(),
                 0.0,
                 error_class="payload_too_large",
-                error=f"payload is {len(delivery.payload)} bytes, limit {limit}",
+                error=f"payload is {delivery.size} bytes, limit {limit}",
             )
-        timeout_s = endpoint.timeout_s or self.config.delivery.timeout_s
         try:
             signer = self._signers.get(endpoint)
         except ValueError as exc:
@@ -184,17 +208,16 @@ class Worker:
         waiting = self._scheduler.disable(endpoint.id)
         if waiting is None:  # another attempt's 410 did it already
             return
-        self._release(waiting)
-        self._on_gone(endpoint.id)
+        self._recorder.write(self._gone_write(endpoint.id))
+        self._recorder.release(waiting)
 
     def _pause(self, endpoint: Endpoint, retry_after_s: float) -> None:
         pause_s = min(retry_after_s, self.config.ratelimit.max_retry_after_s)
         waiting = self._scheduler.pause(endpoint.id, pause_s)
-        self._share_pause(endpoint.id, pause_s)  # other daemons hold back too
+        # other daemons hold back too; what waited here goes back in the same statement
+        self._recorder.write(pause_write(endpoint.id, pause_s, waiting))
         self._metrics.paused.inc()
         log.info("endpoint.paused", endpoint=endpoint.id, seconds=round(pause_s, 3))
-        if waiting:
-            self._release(waiting)
 
     def _feed_breaker(self, endpoint: Endpoint, ok: bool) -> None:
         state, cooldown_s, waiting = self._scheduler.record(endpoint.id, ok)
@@ -203,8 +226,7 @@ class Worker:
         self._metrics.breaker_transitions.labels(state.name.lower()).inc()
         if state is State.OPEN:
             log.warning("endpoint.circuit_opened", endpoint=endpoint.id, seconds=cooldown_s)
-            self._share_pause(endpoint.id, cooldown_s)
-            self._release(waiting)
+            self._recorder.write(pause_write(endpoint.id, cooldown_s, waiting))
         else:
             log.info("endpoint.circuit_closed", endpoint=endpoint.id)
 

@@ -5,8 +5,9 @@
 -- burst $7[i]) or a max in flight ($8[i]) has its state row locked (SKIP LOCKED: one that
 -- another daemon is claiming right now waits for the next round), its bucket refilled and
 -- spent, and its in-flight count taken, all in this one statement.
--- $9: whether a dead-lettered delivery blocks later ones of its ordering key.
--- params: endpoint_ids, quotas, limit, lease_s, instance, rates_per_s, bursts, max_in_flight, dead_letters_block
+-- $9: whether a dead-lettered delivery blocks later ones of its ordering key. The rows leased
+-- share one fencing token (migrations/0007_fenced_leases.sql).
+-- params: endpoint_ids, quotas, limit, lease_s, instance, rates_per_s, bursts, max_in_flight, dead_letters_block, max_payload_bytes
 WITH quota AS (
     SELECT q.*
     FROM unnest($1::text[], $2::int[], $6::float8[], $7::int[], $8::int[]) WITH ORDINALITY
@@ -68,16 +69,23 @@ WITH quota AS (
         refilled_at = l.at
     FROM limited l
     WHERE s.endpoint_id = l.endpoint_id AND l.rate_per_s IS NOT NULL
+), token AS MATERIALIZED (
+    SELECT nextval('webhookd.lease_tokens') AS token
 )
 UPDATE webhookd.deliveries d
 SET status = 'delivering',
     locked_until = now() + make_interval(secs => $4::float8),
     locked_by = $5,
+    lease_token = t.token,
     updated_at = now()
-FROM picked p, webhookd.outbox o
+FROM picked p, token t, webhookd.outbox o
+-- the payload's text once per row (OFFSET 0 keeps it from being inlined twice); one over
+-- $10 bytes comes back as NULL with its size, so it is refused without being loaded
+CROSS JOIN LATERAL (SELECT o.payload::text AS body OFFSET 0) b
 WHERE d.id = p.id AND o.id = d.message_id
 RETURNING d.id, d.endpoint_id, d.attempts, d.attempt_base, o.msg_id, o.event_type,
-          o.payload::text AS payload, o.created_at;
+          CASE WHEN octet_length(b.body) <= $10 THEN b.body END AS payload,
+          octet_length(b.body) AS payload_bytes, o.created_at, t.token AS lease_token;
 
 -- name: next_due
 -- Earliest pending attempt time of each given endpoint (NULL when it has none).
@@ -89,7 +97,9 @@ SELECT q.endpoint_id,
 FROM unnest($1::text[]) AS q(endpoint_id);
 
 -- name: rescue_expired
--- Return deliveries whose lease ran out (their daemon died) to pending, keeping the reason.
+-- Return deliveries whose lease ran out (their daemon died, or lost the database for longer
+-- than the lease) to pending, keeping the reason. Their token goes: the old holder's renewal,
+-- outcome or release no longer matches.
 -- params: limit
 UPDATE webhookd.deliveries
 SET status = 'pending',
@@ -97,6 +107,7 @@ SET status = 'pending',
     last_error = 'lease expired: instance ' || coalesce(locked_by, '?')
                  || ' stopped before recording the outcome',
     locked_by = NULL,
+    lease_token = NULL,
     updated_at = now()
 WHERE id IN (
     SELECT id FROM webhookd.deliveries
@@ -108,29 +119,63 @@ WHERE id IN (
 RETURNING id;
 
 -- name: release
--- Give back leases of claimed deliveries that were never attempted (shutdown).
--- params: delivery_ids, instance
-UPDATE webhookd.deliveries
-SET status = 'pending', locked_until = NULL, locked_by = NULL, updated_at = now()
-WHERE id = ANY ($1::bigint[]) AND status = 'delivering' AND locked_by = $2;
+-- Give back leases of claimed deliveries that were not attempted (shutdown, endpoint paused
+-- or disabled, a lease that could not cover an attempt), where the token still matches.
+-- params: delivery_ids, lease_tokens
+UPDATE webhookd.deliveries d
+SET status = 'pending', locked_until = NULL, locked_by = NULL, lease_token = NULL,
+    updated_at = now()
+FROM unnest($1::bigint[], $2::bigint[]) AS r(id, token)
+WHERE d.id = r.id AND d.lease_token = r.token AND d.status = 'delivering';
+
+-- name: pause_and_release
+-- A Retry-After or an opened breaker: pause the endpoint for every daemon for $2 seconds
+-- (never shortening a pause) and give back the leases of its deliveries that wait here, in
+-- one statement, so no daemon can claim them between the two.
+-- params: endpoint_id, pause_s, delivery_ids, lease_tokens
+WITH paused AS (
+    UPDATE webhookd.endpoint_state
+    SET paused_until = greatest(coalesce(paused_until, now()),
+                                now() + make_interval(secs => $2))
+    WHERE endpoint_id = $1
+)
+UPDATE webhookd.deliveries d
+SET status = 'pending', locked_until = NULL, locked_by = NULL, lease_token = NULL,
+    updated_at = now()
+FROM unnest($3::bigint[], $4::bigint[]) AS r(id, token)
+WHERE d.id = r.id AND d.lease_token = r.token AND d.status = 'delivering';
+
+-- name: renew_leases
+-- The heartbeat: extend the leases this daemon still holds (rows it claimed, queued or being
+-- attempted or waiting for their outcome to be written) to now + $3[i] seconds. A row whose
+-- token no longer matches was rescued by another daemon: it is not returned, and the
+-- daemon drops it.
+-- params: delivery_ids, lease_tokens, lease_s
+UPDATE webhookd.deliveries d
+SET locked_until = now() + make_interval(secs => r.lease_s)
+FROM unnest($1::bigint[], $2::bigint[], $3::float8[]) AS r(id, token, lease_s)
+WHERE d.id = r.id AND d.lease_token = r.token AND d.status = 'delivering'
+RETURNING d.id;
 
 -- name: record_outcomes
--- Write a batch of finished attempts: the attempt log, and the delivery's new state when
--- this instance still holds its lease (a lease taken over by another instance is not
--- overwritten, but the attempt is still logged). Returns how many deliveries changed.
--- $9[i] is the delivery's last error (for a dead letter: why it was given up), $13[i] the
--- attempt's own error, as the attempt log keeps it.
--- $12[i]: whether the attempt succeeded, for the endpoint's failing streak (NULL: the result
--- says nothing about the endpoint, e.g. a refused destination). The streak columns of
+-- Write a batch of finished attempts: the attempt log, and the delivery's new state where the
+-- attempt's lease token still matches (a lease that was rescued and taken by another daemon
+-- is not overwritten, but the attempt is still logged). Returns how many deliveries changed.
+-- last_errors[i] is the delivery's last error (for a dead letter: why it was given up),
+-- attempt_errors[i] the attempt's own error, as the attempt log keeps it. Times are the
+-- database's: an attempt started started_ago_s[i] seconds before this statement, so
+-- attempts.started_at and the failing streak compare with now() on one clock.
+-- succeeded[i]: whether the attempt succeeded, for the endpoint's failing streak (NULL: the
+-- result says nothing about the endpoint, e.g. a refused destination). The streak columns of
 -- endpoint_state are written only when they change (migrations/0004_endpoint_health.sql).
--- params: delivery_ids, attempts, statuses, next_in_s, started_at_s, durations_ms, status_codes, error_classes, last_errors, response_bodies, instance, succeeded, attempt_errors
+-- params: delivery_ids, lease_tokens, attempts, statuses, next_in_s, started_ago_s, durations_ms, status_codes, error_classes, last_errors, response_bodies, succeeded, attempt_errors, instance
 WITH o AS (
-    SELECT *
-    FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[], $5::float8[],
-                $6::float8[], $7::int[], $8::text[], $9::text[], $10::bytea[], $12::bool[],
+    SELECT o.*, now() - make_interval(secs => o.started_ago_s) AS started_at
+    FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::float8[], $6::float8[],
+                $7::float8[], $8::int[], $9::text[], $10::text[], $11::bytea[], $12::bool[],
                 $13::text[])
          WITH ORDINALITY
-         AS o(delivery_id, attempt, status, next_in_s, started_at, duration_ms,
+         AS o(delivery_id, token, attempt, status, next_in_s, started_ago_s, duration_ms,
               status_code, error_class, last_error, response_body, ok, attempt_error, ord)
 ), upd AS (
     UPDATE webhookd.deliveries d
@@ -141,6 +186,7 @@ WITH o AS (
                                ELSE d.next_attempt_at END,
         locked_until = NULL,
         locked_by = NULL,
+        lease_token = NULL,
         last_status_code = o.status_code,
         last_error = o.last_error,
         updated_at = now(),
@@ -148,14 +194,14 @@ WITH o AS (
     FROM o
     WHERE d.id = o.delivery_id
       AND d.status = 'delivering'
-      AND d.locked_by = $11
+      AND d.lease_token = o.token
       AND d.attempts = o.attempt - 1
     RETURNING d.id, d.endpoint_id
 ), ins AS (
     INSERT INTO webhookd.attempts (delivery_id, attempt, started_at, duration_ms, status_code,
                                    error_class, error, response_body, instance)
-    SELECT o.delivery_id, o.attempt, to_timestamp(o.started_at), o.duration_ms, o.status_code,
-           o.error_class, o.attempt_error, o.response_body, $11
+    SELECT o.delivery_id, o.attempt, o.started_at, o.duration_ms, o.status_code,
+           o.error_class, o.attempt_error, o.response_body, $14
     FROM o
     WHERE EXISTS (SELECT 1 FROM webhookd.deliveries d WHERE d.id = o.delivery_id)
 ), seen AS (
@@ -168,7 +214,7 @@ WITH o AS (
 ), streak AS (
     SELECT endpoint_id, bool_or(ok) AS succeeded,
            count(*) FILTER (WHERE after_last_ok)::int AS failures,
-           to_timestamp(min(started_at) FILTER (WHERE after_last_ok)) AS first_failure
+           min(started_at) FILTER (WHERE after_last_ok) AS first_failure
     FROM seen
     GROUP BY endpoint_id
 ), changed AS MATERIALIZED (
@@ -194,6 +240,25 @@ WITH o AS (
 )
 SELECT count(*) AS updated FROM upd;
 
+-- name: record_unwritable
+-- An outcome PostgreSQL refused even on its own (a value out of range, text it cannot
+-- store): the delivery ends as a dead letter carrying the error, and the attempt is logged
+-- without the parts that may have been refused, so it is never attempted again in a loop.
+-- params: delivery_id, lease_token, attempt, status_code, error, instance
+WITH upd AS (
+    UPDATE webhookd.deliveries d
+    SET status = 'failed', attempts = $3, locked_until = NULL, locked_by = NULL,
+        lease_token = NULL, last_status_code = $4, last_error = $5, updated_at = now(),
+        finished_at = now()
+    WHERE d.id = $1 AND d.lease_token = $2 AND d.status = 'delivering'
+    RETURNING d.id
+)
+INSERT INTO webhookd.attempts (delivery_id, attempt, started_at, duration_ms, status_code,
+                               error_class, error, instance)
+SELECT d.id, $3, now(), 0, $4, 'unrecordable', $5, $6
+FROM webhookd.deliveries d
+WHERE d.id = $1;
+
 -- name: load_endpoints
 -- Every endpoint the daemon may deliver to (deleted ones are gone from the cache).
 SELECT id, tenant_id, url, event_types, enabled, secret, previous_secrets,
@@ -201,14 +266,6 @@ SELECT id, tenant_id, url, event_types, enabled, secret, previous_secrets,
        max_in_flight, timeout_ms, retry_schedule_ms, version
 FROM webhookd.endpoints
 WHERE deleted_at IS NULL;
-
--- name: fail_deliveries
--- Dead-letter deliveries that cannot be attempted (e.g. their endpoint was deleted).
--- params: delivery_ids, reason
-UPDATE webhookd.deliveries
-SET status = 'failed', locked_until = NULL, locked_by = NULL, last_error = $2,
-    updated_at = now(), finished_at = now()
-WHERE id = ANY ($1::bigint[]) AND status IN ('pending', 'delivering');
 
 -- name: backlog
 -- Pending deliveries that are due, and the age in seconds of the oldest due one.
@@ -311,13 +368,6 @@ SET previous_secrets = (
     secret = $2, version = version + 1, updated_at = now()
 WHERE e.id = $1 AND e.deleted_at IS NULL
 RETURNING e.id;
-
--- name: endpoint_pause
--- Pause an endpoint for every daemon (429/503 Retry-After) for $2 seconds; never shortens.
--- params: endpoint_id, pause_s
-UPDATE webhookd.endpoint_state
-SET paused_until = greatest(coalesce(paused_until, now()), now() + make_interval(secs => $2))
-WHERE endpoint_id = $1;
 
 -- name: endpoint_secrets_batch
 -- Next batch of live endpoints after id $1 (in id order) with their stored secrets and header

@@ -29,6 +29,8 @@ GRANT UPDATE (enabled, disabled_reason, version, updated_at) ON webhookd.endpoin
 GRANT SELECT, UPDATE ON webhookd.deliveries, webhookd.endpoint_state TO :"daemon_role";
 GRANT INSERT ON webhookd.attempts TO :"daemon_role";
 GRANT USAGE ON SEQUENCE webhookd.attempts_id_seq TO :"daemon_role";
+-- every claim takes a fencing token (migrations/0007_fenced_leases.sql)
+GRANT USAGE ON SEQUENCE webhookd.lease_tokens TO :"daemon_role";
 -- Only if the daemon prunes (retention.prune_after is set): deleting finished messages with
 -- their deliveries and attempts, and old attempts. (`webhookd prune` as the admin needs none.)
 -- GRANT DELETE ON webhookd.outbox, webhookd.deliveries, webhookd.attempts TO :"daemon_role";

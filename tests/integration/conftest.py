@@ -148,6 +148,7 @@ async def claim(
         bursts=none,
         max_in_flight=none,
         dead_letters_block=False,
+        max_payload_bytes=1 << 20,
     )
     return rows
 

@@ -86,6 +86,7 @@ async def test_claim_locks_no_rows_beyond_what_it_leases(harness: Harness) -> No
             bursts=none,
             max_in_flight=none,
             dead_letters_block=False,
+            max_payload_bytes=1 << 20,
         )
         assert [r["endpoint_id"] for r in rows] == [ep1] * 3
         free = await harness.conn.fetch(

@@ -240,6 +240,7 @@ async def claim_probe_scans(harness: Harness, ids: list[str]) -> list[Any]:
             "bursts": none,
             "max_in_flight": none,
             "dead_letters_block": False,
+            "max_payload_bytes": 1 << 20,
         }
     )
     plan = await harness.conn.fetchval("EXPLAIN (FORMAT JSON) " + claim.text, *args)

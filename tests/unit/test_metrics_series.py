@@ -18,7 +18,10 @@ def test_known_label_values_are_exported_at_zero_from_the_start() -> None:
     expected = {
         "webhookd_deliveries_total": ("outcome", ["delivered", "retry_scheduled", "dead_lettered"]),
         "webhookd_circuit_breaker_transitions_total": ("state", ["open", "closed"]),
-        "webhookd_database_errors_total": ("op", ["claim", "record", "release", "pause"]),
+        "webhookd_database_errors_total": (
+            "op",
+            ["claim", "record", "release", "pause", "disable"],
+        ),
         "webhookd_endpoints_auto_disabled_total": ("reason", ["failing", "gone"]),
         "webhookd_pruned_rows_total": ("table", ["outbox", "deliveries", "attempts"]),
     }

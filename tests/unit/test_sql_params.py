@@ -89,7 +89,7 @@ def test_errors_name_the_query_among_several() -> None:
 def test_the_real_queries_file_parses_and_names_every_number() -> None:
     queries = sql.queries()
     assert queries["claim"].params[3] == "lease_s"
-    assert len(queries["record_outcomes"].params) == 13
+    assert queries["record_outcomes"].params[1] == "lease_tokens"
     assert queries["backlog"].params == ()
     assert all(isinstance(q, Query) and q.name == name for name, q in queries.items())
 
@@ -135,7 +135,7 @@ class RecordingConn:
 
 async def test_store_refuses_a_missing_keyword_before_taking_a_connection() -> None:
     store = Store(pool=NoPool(), dsn="postgresql://nowhere/db")
-    with pytest.raises(TypeError, match=r"query 'release' .*: missing instance"):
+    with pytest.raises(TypeError, match=r"query 'release' .*: missing lease_tokens"):
         await store.execute("release", delivery_ids=[1])
 
 
@@ -147,10 +147,10 @@ async def test_store_refuses_an_unknown_keyword() -> None:
 
 async def test_tx_passes_keywords_to_the_driver_in_dollar_order() -> None:
     conn = RecordingConn()
-    await Tx(conn).execute("release", instance="inst-a", delivery_ids=[1, 2])
+    await Tx(conn).execute("release", lease_tokens=[7, 8], delivery_ids=[1, 2])
     [(statement, args)] = conn.calls
     assert statement == sql.queries()["release"].text
-    assert args == ([1, 2], "inst-a")
+    assert args == ([1, 2], [7, 8])
 
 
 def test_recorder_columns_and_dead_letter_filter_name_their_queries_parameters() -> None:
