@@ -87,7 +87,13 @@ class Worker:
             self._metrics.in_flight.inc()
             task = asyncio.create_task(self._attempts(endpoint, delivery))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        """Drop a finished task, and report what killed it (never left unretrieved)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("worker.attempt_crashed", error=f"{type(exc).__name__}: {exc}")
 
     async def _attempts(self, endpoint: Endpoint, delivery: Delivery) -> None:
         """Run an attempt, then go on with whatever may start in the slot it freed. Under
@@ -125,9 +131,24 @@ class Worker:
             self._release([delivery])
             self._finish(endpoint.id, wake=True)
             raise
+        try:
+            self._conclude(endpoint, delivery, result)
+        except BaseException:
+            # Whatever failed (a bug; a log write once did), the slot is not lost; no
+            # `take_now` follows, so `run` is woken to hand it out.
+            self._finish(endpoint.id, wake=True)
+            raise
+        self._finish(endpoint.id, wake=False)  # the caller takes the slot on, or wakes `run`
+
+    def _conclude(self, endpoint: Endpoint, delivery: Delivery, result: AttemptResult) -> None:
         decision = self._decide(endpoint, delivery, result)
         self._recorder.put(Outcome(delivery, result, decision))
-        self._observe(endpoint, delivery, result, decision)
+        try:
+            self._observe(endpoint, delivery, result, decision)
+        finally:  # what the result says about the endpoint counts even if observing failed
+            self._react(endpoint, result)
+
+    def _react(self, endpoint: Endpoint, result: AttemptResult) -> None:
         if result.retry_after_s is not None:
             self._pause(endpoint, result.retry_after_s)
         if result.about_endpoint:
@@ -136,7 +157,6 @@ class Worker:
             self._scheduler.no_verdict(endpoint.id)
         if self._is_gone(result):
             self._gone(endpoint)
-        self._finish(endpoint.id, wake=False)  # the caller takes the slot on, or wakes `run`
 
     async def _send(self, endpoint: Endpoint, delivery: Delivery) -> AttemptResult:
         limit = self.config.delivery.max_payload_bytes
