@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from daemon import __version__
 from daemon.errors import ConfigError
@@ -46,6 +46,17 @@ from daemon.units import (
 DEFAULT_CONFIG_PATH = Path("/etc/webhookd/webhookd.toml")
 ENV_PREFIX = "WEBHOOKD_"
 DEFAULT_USER_AGENT = f"webhookd/{__version__}"
+# WEBHOOKD_* variables read elsewhere, not config keys (`git grep -oh 'WEBHOOKD_[A-Z_]*'`).
+OTHER_VARIABLES = frozenset(
+    {
+        "WEBHOOKD_CONFIG",  # the --config default
+        "WEBHOOKD_SECRET_KEYS",  # secrets at rest: kept out of files and output
+        "WEBHOOKD_API_LISTEN",  # `webhookd api`
+        "WEBHOOKD_TEST_DATABASE_URL",  # the test suite's server
+        "WEBHOOKD_BENCH_DATABASE_URL",  # bench/
+        "WEBHOOKD_BENCH_SMOKE",  # bench/, in the test suite
+    }
+)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 
@@ -384,23 +395,44 @@ def _database_url(raw: object) -> str:
     """A postgres:// URL; errors show only its scheme, since the rest may hold a password."""
     url = _text(raw)
     try:
-        scheme = urlsplit(url).scheme
+        parts = urlsplit(url)
     except ValueError:
         raise ValueError("is not a valid URL (value not shown: it may hold a password)") from None
-    if url and scheme not in ("postgres", "postgresql"):
-        got = f"a {scheme}:// URL" if scheme else "a value that is not a URL (not shown)"
+    if url and parts.scheme not in ("postgres", "postgresql"):
+        got = f"a {parts.scheme}:// URL" if parts.scheme else "a value that is not a URL"
         raise ValueError(
             "must be a postgresql://user:password@host/db URL (empty: start the embedded"
-            f" PostgreSQL), got {got}"
+            f" PostgreSQL), got {got} (not shown)"
+        )
+    if not all(_valid_port(hostport) for hostport in _hosts(parts.netloc)):
+        raise ValueError(
+            "has a port that is not a number from 1 to 65535 (value not shown: it may hold a"
+            " password)"
         )
     return url
 
 
-_QUERY_PASSWORD_RE = re.compile(r"((?:^|&)password=)[^&]*")
+def _hosts(netloc: str) -> list[str]:
+    """'u:p@h1:5432,[::1]:5433' -> ['h1:5432', '[::1]:5433'] (libpq allows several hosts)."""
+    return netloc.rpartition("@")[2].split(",")
+
+
+def _valid_port(hostport: str) -> bool:
+    host, colon, port = hostport.rpartition(":")
+    if not colon or (host.startswith("[") and not host.endswith("]")) or port.endswith("]"):
+        return True  # no port (a bare IPv6 address in brackets ends with "]")
+    return port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
+
+
+_QUERY_PASSWORD_RE = re.compile(r"((?:^|&)(?:ssl)?password=)[^&]*", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password (user info or ?password=) replaced by '***'."""
+    """The URL with its passwords (user info, ?password=, ?sslpassword=) replaced by '***',
+    for logs, errors and check-config. The one redaction of database URLs: store.py and
+    service.py use it too."""
+    if "://" not in url:  # a libpq "key=value" string, or not a URL at all
+        return "***" if "password" in url.lower() else url
     try:
         parts = urlsplit(url)
         has_password = parts.password is not None
@@ -411,7 +443,12 @@ def redact_url(url: str) -> str:
         userinfo, _, hostport = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
     query = _QUERY_PASSWORD_RE.sub(r"\1***", parts.query)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    # Not urlunsplit: it turns postgresql:///db?host=/run/postgresql into postgresql:/db.
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 def _listen(raw: object) -> dict[str, Any]:
@@ -613,17 +650,48 @@ def _env_layer(env: Mapping[str, str]) -> _Layer:
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
         if section not in _SECTIONS:
-            continue  # not ours: WEBHOOKD_CONFIG, WEBHOOKD_TEST_DATABASE_URL, ...
+            continue  # OTHER_VARIABLES, or a warning: see unknown_variables
         keys = _SECTIONS[section][1]
         if key not in keys:
             hint = _did_you_mean(key, keys, partial(_env_name, section))
             raise ConfigError(f"{section}.{key}", f"unknown key (from {name})" + hint)
+        if not _is_utf8(value):
+            raise ConfigError(f"{section}.{key}", f"is not valid UTF-8 text (from {name})")
         layer.setdefault(section, {})[key] = (value, f"from {name}")
     return layer
 
 
+def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """(name, the variable it may have meant) for each WEBHOOKD_* variable that is neither
+    a config key nor one of OTHER_VARIABLES: a typo outside any section (an underscore
+    missing after the section) would otherwise be ignored in silence. (One inside a known
+    section is an error: see _env_layer.)"""
+    known = [_env_name(s, k) for s, (_, keys) in _SECTIONS.items() for k in keys]
+    known += sorted(OTHER_VARIABLES)
+    unknown = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in OTHER_VARIABLES:
+            continue
+        if name[len(ENV_PREFIX) :].lower().partition("_")[0] in _SECTIONS:
+            continue
+        # Compared without the prefix, which every name shares.
+        suffixes = {k.removeprefix(ENV_PREFIX): k for k in known}
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1)
+        unknown.append((name, suffixes[close[0]] if close else None))
+    return unknown
+
+
 def _env_name(section: str, key: str) -> str:
     return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def _is_utf8(text: str) -> bool:
+    """Bytes that are not UTF-8 reach os.environ as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _did_you_mean(word: str, choices: Iterable[str], render: Callable[[str], str] = repr) -> str:

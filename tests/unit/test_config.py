@@ -577,3 +577,103 @@ def test_bounds_are_written_down_in_the_example_file() -> None:
     text = EXAMPLE.read_text()
     for bound in ("1ms..1h", "1s..1h", "10ms..1h", "1/d..100000/s", "0..1000000", "1..1GiB"):
         assert bound in text
+
+
+# --- redact_url: the one redaction of database URLs (config, store, service.started) ----------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://hook:s3cret@db:5432/hooks", "postgresql://hook:***@db:5432/hooks"),
+        ("postgresql://hook@db/hooks", "postgresql://hook@db/hooks"),
+        ("postgresql://db/hooks", "postgresql://db/hooks"),
+        (
+            "postgresql://hook@db/hooks?sslmode=require&password=s3cret",
+            "postgresql://hook@db/hooks?sslmode=require&password=***",
+        ),
+        ("postgres://db/hooks?password=s3cret", "postgres://db/hooks?password=***"),
+        ("postgresql://db/hooks?sslpassword=s3cret", "postgresql://db/hooks?sslpassword=***"),
+        ("postgresql://hook:s3c%40ret%3A@db/hooks", "postgresql://hook:***@db/hooks"),
+        ("postgresql://hook:s3c@ret@db/hooks", "postgresql://hook:***@db/hooks"),
+        ("postgresql://hook:s3cret@[::1]:5432/hooks", "postgresql://hook:***@[::1]:5432/hooks"),
+        (
+            "postgresql://hook:s3cret@h1:5432,h2:5433/hooks",
+            "postgresql://hook:***@h1:5432,h2:5433/hooks",
+        ),
+        (
+            "postgresql:///hooks?host=/run/postgresql&password=s3cret",
+            "postgresql:///hooks?host=/run/postgresql&password=***",
+        ),
+        ("postgresql:///hooks?host=/run/postgresql", "postgresql:///hooks?host=/run/postgresql"),
+        ("postgresql://hook:s3cret@[::1/hooks", "***"),
+        ("host=db user=hook password=s3cret", "***"),
+        ("", ""),
+    ],
+)
+def test_redact_url_hides_the_password_of_every_dsn_form(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_store_and_service_redact_with_config_redact_url() -> None:
+    import daemon.service
+    import daemon.store
+
+    assert daemon.store.redact_url is redact_url
+    assert daemon.service.redact_url is redact_url
+    assert not hasattr(daemon.store, "redact_dsn")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://hook:s3cret@db:abc/hooks",
+        "postgresql://hook:s3cret@db:99999/hooks",
+        "postgresql://hook:s3cret@h1:5432,h2:x/hooks",
+        "postgresql://hook:s3cret@[::1]:x/hooks",
+    ],
+)
+def test_database_url_with_a_bad_port_is_refused_without_showing_it(url: str) -> None:
+    err = config_error(None, {"WEBHOOKD_DATABASE_URL": url})
+
+    assert err.key == "database.url"
+    assert "port" in err.why
+    assert "s3cret" not in str(err)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://hook:s3cret@h1:5432,h2:5433/hooks",
+        "postgresql://hook@[::1]/hooks",
+        "postgresql://hook@[::1]:5432/hooks",
+        "postgresql:///hooks?host=/run/postgresql",
+    ],
+)
+def test_database_url_forms_libpq_accepts_are_accepted(url: str) -> None:
+    assert load_env(WEBHOOKD_DATABASE_URL=url).database.url == url
+
+
+def test_unknown_variable_outside_any_section_is_reported_with_the_nearest() -> None:
+    from daemon.config import unknown_variables
+
+    env = {
+        "WEBHOOKD_DELIVERYCONCURRENCY": "5",
+        "WEBHOOKD_ZZZ": "1",
+        "WEBHOOKD_CONFIG": "/x.toml",
+        "WEBHOOKD_DELIVERY_CONCURRENCY": "5",
+    }
+
+    assert unknown_variables(env) == [
+        ("WEBHOOKD_DELIVERYCONCURRENCY", "WEBHOOKD_DELIVERY_CONCURRENCY"),
+        ("WEBHOOKD_ZZZ", None),
+    ]
+    assert load_env(**env).delivery.concurrency == 5  # a warning, not an error
+
+
+def test_environment_value_that_is_not_utf8_names_the_key_without_the_value() -> None:
+    err = config_error(None, {"WEBHOOKD_DATABASE_URL": "postgresql://h:s3cret\udcff@db/x"})
+
+    assert err.key == "database.url"
+    assert "UTF-8" in err.why
+    assert "s3cret" not in str(err)
