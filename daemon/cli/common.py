@@ -36,6 +36,23 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"webhookd: error: {message}\n")
 
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        # Bytes that are not UTF-8 (a shell's $'\xff') arrive as lone surrogates, which no
+        # database, header or log line can carry; the value is not shown: it may be a secret.
+        # (A subcommand's arguments are checked by its own parser, naming the option.)
+        subcommand = isinstance(action, argparse._SubParsersAction)
+        if not subcommand and not _is_utf8(arg_string):
+            raise argparse.ArgumentError(action, "is not valid UTF-8 text (value not shown)")
+        return super()._get_value(action, arg_string)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 def option(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
     """Wrap a value parser so a bad value's error says why (argparse adds the option name)."""
