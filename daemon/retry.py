@@ -23,7 +23,7 @@ from daemon.models import AttemptResult, RetryDecision
 DEFAULT_SCHEDULE_S: Final[tuple[float, ...]] = (5, 300, 1800, 7200, 18000, 36000, 36000)
 # Failures that another attempt cannot fix: the delivery is dead-lettered at once.
 NOT_RETRIED_ERROR_CLASSES: Final = frozenset(
-    {"refused_destination", "payload_too_large", "endpoint_deleted"}
+    {"refused_destination", "payload_too_large", "endpoint_deleted", "invalid_message"}
 )
 
 _DELTA_SECONDS_RE: Final = re.compile(r"\d+(?:\.\d+)?")

@@ -216,7 +216,8 @@ def test_every_ordinary_failure_is_retried(result: AttemptResult) -> None:
 
 
 @pytest.mark.parametrize(
-    "error_class", ["refused_destination", "payload_too_large", "endpoint_deleted"]
+    "error_class",
+    ["refused_destination", "payload_too_large", "endpoint_deleted", "invalid_message"],
 )
 def test_failure_retrying_cannot_fix_dead_letters_at_once(error_class: str) -> None:
     decision = decide_exact(1, failed(error_class=error_class, error="nope"), DEFAULT_SCHEDULE_S)
