@@ -112,12 +112,27 @@ async def cmd_endpoint(args: argparse.Namespace, config: Config) -> int:
         "rotate-secret": _rotate,
         "update": endpoint_update.run,
     }
+    if args.action == "add":  # bad input is refused without a database
+        endpoints.validate_spec(_spec(args), allow_http=config.delivery.allow_insecure_http)
     async with open_store(config) as store:
         return await actions[args.action](store, args, config)
 
 
 async def _add(store: Store, args: argparse.Namespace, config: Config) -> int:
-    spec = endpoints.EndpointSpec(
+    ep_id, secret = await endpoints.add_endpoint(
+        store, _spec(args), allow_http=config.delivery.allow_insecure_http, box=secret_box()
+    )
+    keys = _key_view(args.signature.scheme, secret)
+    if "public_key" in keys:
+        text = f"id:         {ep_id}\npublic key: {keys['public_key']}\n{_PUBLIC_KEY_NOTE}"
+    else:
+        text = f"id:     {ep_id}\nsecret: {secret}"
+    emit({"id": ep_id, **keys, "url": args.url}, args.json, text)
+    return 0
+
+
+def _spec(args: argparse.Namespace) -> endpoints.EndpointSpec:
+    return endpoints.EndpointSpec(
         url=args.url,
         tenant_id=args.tenant,
         description=args.description,
@@ -132,16 +147,6 @@ async def _add(store: Store, args: argparse.Namespace, config: Config) -> int:
         retry_schedule_s=args.retry_schedule,
         id=args.id,
     )
-    ep_id, secret = await endpoints.add_endpoint(
-        store, spec, allow_http=config.delivery.allow_insecure_http, box=secret_box()
-    )
-    keys = _key_view(args.signature.scheme, secret)
-    if "public_key" in keys:
-        text = f"id:         {ep_id}\npublic key: {keys['public_key']}\n{_PUBLIC_KEY_NOTE}"
-    else:
-        text = f"id:     {ep_id}\nsecret: {secret}"
-    emit({"id": ep_id, **keys, "url": args.url}, args.json, text)
-    return 0
 
 
 _PUBLIC_KEY_NOTE = "(receivers verify with the public key; the private key never leaves webhookd)"
