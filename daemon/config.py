@@ -18,16 +18,45 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from daemon import __version__
 from daemon.errors import ConfigError
-from daemon.ratelimit import format_rate, parse_rate
-from daemon.retry import format_duration, parse_duration
+from daemon.units import (
+    DAY_S,
+    HOUR_S,
+    MAX_AGE_S,
+    MAX_BURST,
+    MAX_GRACE_S,
+    MAX_IN_FLIGHT,
+    MAX_RETRY_DELAY_S,
+    MAX_SCHEDULE_ENTRIES,
+    MAX_SIZE_BYTES,
+    MAX_TIMEOUT_S,
+    check_duration,
+    check_schedule,
+    format_duration,
+    format_rate,
+    format_size,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/webhookd/webhookd.toml")
 ENV_PREFIX = "WEBHOOKD_"
 DEFAULT_USER_AGENT = f"webhookd/{__version__}"
+# WEBHOOKD_* variables read elsewhere, not config keys (`git grep -oh 'WEBHOOKD_[A-Z_]*'`).
+OTHER_VARIABLES = frozenset(
+    {
+        "WEBHOOKD_CONFIG",  # the --config default
+        "WEBHOOKD_SECRET_KEYS",  # secrets at rest: kept out of files and output
+        "WEBHOOKD_API_LISTEN",  # `webhookd api`
+        "WEBHOOKD_TEST_DATABASE_URL",  # the test suite's server
+        "WEBHOOKD_BENCH_DATABASE_URL",  # bench/
+        "WEBHOOKD_BENCH_SMOKE",  # bench/, in the test suite
+    }
+)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 
@@ -192,17 +221,7 @@ class Config:
 
 # --- value parsers: each takes a TOML value or an environment string, raises ValueError(why) ---
 
-_SIZE_RE = re.compile(r"(\d+)\s*([kmg]i?b|b)?", re.IGNORECASE)
-_SIZE_UNITS = {
-    "GiB": 1024**3,
-    "MiB": 1024**2,
-    "KiB": 1024,
-    "GB": 1000**3,
-    "MB": 1000**2,
-    "KB": 1000,
-}
-_SIZE_UNIT_BYTES = {unit.lower(): n for unit, n in _SIZE_UNITS.items()} | {"b": 1}
-_INT_RE = re.compile(r"\s*[+-]?\d+\s*")
+_INT_RE = re.compile(r"\s*[+-]?\d{1,30}\s*")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -222,24 +241,35 @@ def _duration_s(raw: object) -> float:
     """'250ms', '30s', '5m', '2h', '1d', or a bare number of seconds."""
     seconds: float | None = None
     if isinstance(raw, int | float) and not isinstance(raw, bool):
-        seconds = float(raw)
+        with contextlib.suppress(OverflowError):  # an int too large for a float
+            seconds = float(raw)
     elif isinstance(raw, str):
         with contextlib.suppress(ValueError):
             seconds = parse_duration(raw)
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         raise ValueError(
             "must be a duration like '30s', '5m' or '250ms' (a bare number is seconds),"
-            f" got {raw!r}"
+            f" got {_shown(raw)}"
         )
     return seconds
 
 
-def _duration(*, positive: bool) -> Callable[[object], float]:
+def _shown(raw: object) -> str:
+    """A value in an error message, cut short."""
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _duration(low: float, high: float, *, above: bool = False) -> Callable[[object], float]:
+    """A duration inside [low, high], or (low, high] with `above`."""
+
     def parse(raw: object) -> float:
-        seconds = _duration_s(raw)
-        if positive and seconds == 0:
-            raise ValueError(f"must be longer than 0s, got {raw!r}")
-        return seconds
+        try:
+            return check_duration(_duration_s(raw), low=low, high=high, above=above)
+        except ValueError as exc:
+            if str(exc).startswith("must be a duration"):
+                raise
+            raise ValueError(f"{exc}, got {_shown(raw)}") from None
 
     return parse
 
@@ -252,58 +282,63 @@ def _schedule_s(raw: object) -> tuple[float, ...]:
     elif isinstance(raw, list):
         items = raw
     else:
-        raise ValueError(f"must be a list of durations like ['5s', '5m'], got {raw!r}")
+        raise ValueError(f"must be a list of durations like ['5s', '5m'], got {_shown(raw)}")
     delays: list[float] = []
-    for position, item in enumerate(items, start=1):
+    for position, item in enumerate(items[: MAX_SCHEDULE_ENTRIES + 1], start=1):
         try:
             delays.append(_duration_s(item))
         except ValueError as exc:
             raise ValueError(f"item {position}: {exc}") from None
-    return tuple(delays)
+    if len(items) > MAX_SCHEDULE_ENTRIES:
+        raise ValueError(f"must have at most {MAX_SCHEDULE_ENTRIES} entries, got {len(items)}")
+    return check_schedule(delays)
 
 
-def _size_bytes(minimum: int) -> Callable[[object], int]:
+def _size_bytes(low: int, high: int = MAX_SIZE_BYTES) -> Callable[[object], int]:
     def parse(raw: object) -> int:
         size: int | None = None
         if isinstance(raw, int) and not isinstance(raw, bool):
             size = raw
-        elif isinstance(raw, str) and (match := _SIZE_RE.fullmatch(raw.strip())):
-            size = int(match[1]) * _SIZE_UNIT_BYTES[(match[2] or "b").lower()]
-        if size is None or size < minimum:
+        elif isinstance(raw, str):
+            with contextlib.suppress(ValueError):
+                size = parse_size(raw)
+        if size is None or not low <= size <= high:
             raise ValueError(
-                f"must be a size of at least {minimum} bytes like '64KiB', '1MiB', '10MB'"
-                f" or '512' (bytes), got {raw!r}"
+                f"must be a size from {format_size(low)} to {format_size(high)} like '64KiB',"
+                f" '1MiB', '10MB' or '512' (bytes), got {_shown(raw)}"
             )
         return size
 
     return parse
 
 
-def _format_size(size: int) -> str:
-    unit = next((u for u, n in _SIZE_UNITS.items() if size and size % n == 0), None)
-    return f"{size // _SIZE_UNITS[unit]}{unit}" if unit else str(size)
-
-
 def _rate_per_s(raw: object) -> float | None:
     """'100/min', '5/s', '10/h'; an empty string means unlimited."""
     if raw == "":
         return None
-    try:
-        return parse_rate(raw).per_second if isinstance(raw, str) else None
-    except ValueError:
-        pass
-    raise ValueError(f"must be a rate like '100/min' or '5/s' (empty: unlimited), got {raw!r}")
+    if isinstance(raw, str):
+        try:
+            return parse_rate(raw).per_second
+        except ValueError as exc:
+            if str(exc).startswith("must be"):  # readable, but out of bounds
+                raise ValueError(f"{exc} ({raw.strip()!r})") from None
+    raise ValueError(
+        f"must be a rate like '100/min' or '5/s' (empty: unlimited), got {_shown(raw)}"
+    )
 
 
 def _format_rate(rate_per_s: float | None) -> str:
     return "" if rate_per_s is None else format_rate(rate_per_s)
 
 
-def _optional_duration_s(raw: object) -> float | None:
-    """A duration longer than 0s; an empty string means off."""
-    if raw == "":
-        return None
-    return _POSITIVE_DURATION(raw)
+def _optional_duration(low: float, high: float) -> Callable[[object], float | None]:
+    """A duration longer than `low`; an empty string means off."""
+    parse = _duration(low, high, above=True)
+
+    def optional(raw: object) -> float | None:
+        return None if raw == "" else parse(raw)
+
+    return optional
 
 
 def _format_optional_duration(seconds: float | None) -> str:
@@ -318,7 +353,7 @@ def _integer(low: int, high: int) -> Callable[[object], int]:
         elif isinstance(raw, str) and _INT_RE.fullmatch(raw):
             value = int(raw)
         if value is None or not low <= value <= high:
-            raise ValueError(f"must be an integer between {low} and {high}, got {raw!r}")
+            raise ValueError(f"must be an integer between {low} and {high}, got {_shown(raw)}")
         return value
 
     return parse
@@ -360,23 +395,44 @@ def _database_url(raw: object) -> str:
     """A postgres:// URL; errors show only its scheme, since the rest may hold a password."""
     url = _text(raw)
     try:
-        scheme = urlsplit(url).scheme
+        parts = urlsplit(url)
     except ValueError:
         raise ValueError("is not a valid URL (value not shown: it may hold a password)") from None
-    if url and scheme not in ("postgres", "postgresql"):
-        got = f"a {scheme}:// URL" if scheme else "a value that is not a URL (not shown)"
+    if url and parts.scheme not in ("postgres", "postgresql"):
+        got = f"a {parts.scheme}:// URL" if parts.scheme else "a value that is not a URL"
         raise ValueError(
             "must be a postgresql://user:password@host/db URL (empty: start the embedded"
-            f" PostgreSQL), got {got}"
+            f" PostgreSQL), got {got} (not shown)"
+        )
+    if not all(_valid_port(hostport) for hostport in _hosts(parts.netloc)):
+        raise ValueError(
+            "has a port that is not a number from 1 to 65535 (value not shown: it may hold a"
+            " password)"
         )
     return url
 
 
-_QUERY_PASSWORD_RE = re.compile(r"((?:^|&)password=)[^&]*")
+def _hosts(netloc: str) -> list[str]:
+    """'u:p@h1:5432,[::1]:5433' -> ['h1:5432', '[::1]:5433'] (libpq allows several hosts)."""
+    return netloc.rpartition("@")[2].split(",")
+
+
+def _valid_port(hostport: str) -> bool:
+    host, colon, port = hostport.rpartition(":")
+    if not colon or (host.startswith("[") and not host.endswith("]")) or port.endswith("]"):
+        return True  # no port (a bare IPv6 address in brackets ends with "]")
+    return port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
+
+
+_QUERY_PASSWORD_RE = re.compile(r"((?:^|&)(?:ssl)?password=)[^&]*", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password (user info or ?password=) replaced by '***'."""
+    """The URL with its passwords (user info, ?password=, ?sslpassword=) replaced by '***',
+    for logs, errors and check-config. The one redaction of database URLs: store.py and
+    service.py use it too."""
+    if "://" not in url:  # a libpq "key=value" string, or not a URL at all
+        return "***" if "password" in url.lower() else url
     try:
         parts = urlsplit(url)
         has_password = parts.password is not None
@@ -387,7 +443,12 @@ def redact_url(url: str) -> str:
         userinfo, _, hostport = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
     query = _QUERY_PASSWORD_RE.sub(r"\1***", parts.query)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    # Not urlunsplit: it turns postgresql:///db?host=/run/postgresql into postgresql:/db.
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 def _listen(raw: object) -> dict[str, Any]:
@@ -440,54 +501,59 @@ def _path(text: str) -> Path:
     return Path(text).expanduser()
 
 
-_DURATION = _duration(positive=False)
-_POSITIVE_DURATION = _duration(positive=True)
+_MS = 0.001
 
+# Every number has both bounds, written down in config/webhookd.toml.
 _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
     "database": (DatabaseConfig, {
         "url": _one("url", _database_url, redact_url),
         "pool_min_size": _one("pool_min_size", _integer(0, 1000)),
         "pool_max_size": _one("pool_max_size", _integer(1, 1000)),
-        "connect_timeout": _one("connect_timeout_s", _POSITIVE_DURATION, format_duration),
+        "connect_timeout": _one(
+            "connect_timeout_s", _duration(_MS, MAX_TIMEOUT_S), format_duration
+        ),
         "embedded_dir": _defaulted("embedded_dir", _path),
     }),
     "outbox": (OutboxConfig, {
-        "poll_interval": _one("poll_interval_s", _POSITIVE_DURATION, format_duration),
+        "poll_interval": _one("poll_interval_s", _duration(10 * _MS, HOUR_S), format_duration),
         "batch_size": _one("batch_size", _integer(1, 10_000)),
-        "lease_margin": _one("lease_margin_s", _DURATION, format_duration),
+        # A lease renewal needs room: at least 1s between the timeout and the lease's end.
+        "lease_margin": _one("lease_margin_s", _duration(1.0, HOUR_S), format_duration),
         "listen": _one("listen", _boolean),
         "instance_id": _defaulted("instance_id"),
         "ordering_on_dead_letter": _one("ordering_on_dead_letter", _choice("skip", "block")),
     }),
     "delivery": (DeliveryConfig, {
-        "concurrency": _one("concurrency", _integer(1, 10_000)),
-        "timeout": _one("timeout_s", _POSITIVE_DURATION, format_duration),
+        "concurrency": _one("concurrency", _integer(1, MAX_IN_FLIGHT)),
+        "timeout": _one("timeout_s", _duration(_MS, MAX_TIMEOUT_S), format_duration),
         "retry_schedule": _one(
             "retry_schedule_s", _schedule_s, lambda delays: [format_duration(d) for d in delays]
         ),
         "retry_jitter": _one("retry_jitter", _fraction),
-        "max_response_body": _one("max_response_body_bytes", _size_bytes(1), _format_size),
-        "stored_response_body": _one("stored_response_body_bytes", _size_bytes(0), _format_size),
-        "max_payload": _one("max_payload_bytes", _size_bytes(1), _format_size),
+        "max_response_body": _one("max_response_body_bytes", _size_bytes(1), format_size),
+        "stored_response_body": _one("stored_response_body_bytes", _size_bytes(0), format_size),
+        "max_payload": _one("max_payload_bytes", _size_bytes(1), format_size),
         "allow_insecure_http": _one("allow_insecure_http", _boolean),
         "allow_private_networks": _one("allow_private_networks", _boolean),
-        "endpoint_max_in_flight": _one("endpoint_max_in_flight", _integer(0, 10_000)),
-        "drain_timeout": _one("drain_timeout_s", _DURATION, format_duration),
+        "endpoint_max_in_flight": _one("endpoint_max_in_flight", _integer(0, MAX_IN_FLIGHT)),
+        "drain_timeout": _one("drain_timeout_s", _duration(0, MAX_TIMEOUT_S), format_duration),
         "user_agent": _defaulted("user_agent"),
     }),
     "ratelimit": (RateLimitConfig, {
         "default_rate": _one("default_rate_per_s", _rate_per_s, _format_rate),
-        "default_burst": _one("default_burst", _integer(0, 1_000_000)),
-        "max_retry_after": _one("max_retry_after_s", _DURATION, format_duration),
+        "default_burst": _one("default_burst", _integer(0, MAX_BURST)),
+        "max_retry_after": _one(
+            "max_retry_after_s", _duration(0, MAX_RETRY_DELAY_S), format_duration
+        ),
     }),
     "breaker": (BreakerConfig, {
         "enabled": _one("enabled", _boolean),
         "window": _one("window", _integer(1, 1000)),
         "failure_ratio": _one("failure_ratio", _fraction),
-        "cooldown": _one("cooldown_s", _POSITIVE_DURATION, format_duration),
+        "cooldown": _one("cooldown_s", _duration(_MS, DAY_S), format_duration),
     }),
     "signing": (SigningConfig, {
-        "rotation_grace": _one("rotation_grace_s", _DURATION, format_duration),
+        "rotation_grace": _one("rotation_grace_s", _duration(0, MAX_GRACE_S), format_duration),
     }),
     "metrics": (MetricsConfig, {
         "enabled": _one("enabled", _boolean),
@@ -500,12 +566,14 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
     }),
     "health": (HealthConfig, {
         "enabled": _one("enabled", _boolean),
-        "disable_after": _one("disable_after_s", _POSITIVE_DURATION, format_duration),
+        "disable_after": _one("disable_after_s", _duration(1.0, MAX_GRACE_S), format_duration),
         "min_failures": _one("min_failures", _integer(1, 1_000_000)),
     }),
     "retention": (RetentionConfig, {
-        "prune_after": _one("prune_after_s", _optional_duration_s, _format_optional_duration),
-        "prune_interval": _one("prune_interval_s", _POSITIVE_DURATION, format_duration),
+        "prune_after": _one(
+            "prune_after_s", _optional_duration(0, MAX_AGE_S), _format_optional_duration
+        ),
+        "prune_interval": _one("prune_interval_s", _duration(1.0, 30 * DAY_S), format_duration),
         "include_failed": _one("include_failed", _boolean),
         "batch_size": _one("batch_size", _integer(1, 100_000)),
     }),
@@ -582,17 +650,48 @@ def _env_layer(env: Mapping[str, str]) -> _Layer:
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
         if section not in _SECTIONS:
-            continue  # not ours: WEBHOOKD_CONFIG, WEBHOOKD_TEST_DATABASE_URL, ...
+            continue  # OTHER_VARIABLES, or a warning: see unknown_variables
         keys = _SECTIONS[section][1]
         if key not in keys:
             hint = _did_you_mean(key, keys, partial(_env_name, section))
             raise ConfigError(f"{section}.{key}", f"unknown key (from {name})" + hint)
+        if not _is_utf8(value):
+            raise ConfigError(f"{section}.{key}", f"is not valid UTF-8 text (from {name})")
         layer.setdefault(section, {})[key] = (value, f"from {name}")
     return layer
 
 
+def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """(name, the variable it may have meant) for each WEBHOOKD_* variable that is neither
+    a config key nor one of OTHER_VARIABLES: a typo outside any section (an underscore
+    missing after the section) would otherwise be ignored in silence. (One inside a known
+    section is an error: see _env_layer.)"""
+    known = [_env_name(s, k) for s, (_, keys) in _SECTIONS.items() for k in keys]
+    known += sorted(OTHER_VARIABLES)
+    unknown = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in OTHER_VARIABLES:
+            continue
+        if name[len(ENV_PREFIX) :].lower().partition("_")[0] in _SECTIONS:
+            continue
+        # Compared without the prefix, which every name shares.
+        suffixes = {k.removeprefix(ENV_PREFIX): k for k in known}
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1)
+        unknown.append((name, suffixes[close[0]] if close else None))
+    return unknown
+
+
 def _env_name(section: str, key: str) -> str:
     return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def _is_utf8(text: str) -> bool:
+    """Bytes that are not UTF-8 reach os.environ as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _did_you_mean(word: str, choices: Iterable[str], render: Callable[[str], str] = repr) -> str:
@@ -625,8 +724,8 @@ def _check_consistency(config: Config) -> None:
             f"must not exceed database.pool_max_size ({db.pool_max_size}), got {db.pool_min_size}",
         )
     if delivery.stored_response_body_bytes > delivery.max_response_body_bytes:
-        limit = _format_size(delivery.max_response_body_bytes)
-        got = _format_size(delivery.stored_response_body_bytes)
+        limit = format_size(delivery.max_response_body_bytes)
+        got = format_size(delivery.stored_response_body_bytes)
         raise ConfigError(
             "delivery.stored_response_body",
             f"must not exceed delivery.max_response_body ({limit}), got {got}",

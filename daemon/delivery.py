@@ -85,8 +85,32 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
+MAX_MSG_ID = 256  # as the outbox_msg_id_sendable constraint (migration 0010)
+
+
+class InvalidMessage(Exception):
+    """A claimed message that cannot be sent as it is (a msg_id no header can carry, from a
+    row older than the constraint): another attempt cannot fix it."""
+
+
+def check_msg_id(msg_id: str) -> None:
+    """What the outbox_msg_id_sendable constraint checks, for rows inserted before it."""
+    why = None
+    if not msg_id:
+        why = "it is empty"
+    elif len(msg_id) > MAX_MSG_ID:
+        why = f"it is {len(msg_id)} characters long (at most {MAX_MSG_ID})"
+    elif msg_id != msg_id.strip():
+        why = "it starts or ends with a blank"
+    elif bad := next((c for c in msg_id if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F), None):
+        why = f"it contains the control character U+{ord(bad):04X}"
+    if why is not None:
+        raise InvalidMessage(f"msg_id cannot be sent as the webhook-id header: {why}")
+
+
 _ERROR_CLASSES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
     (DestinationRefused, "refused_destination"),
+    (InvalidMessage, "invalid_message"),
     ((asyncio.TimeoutError, aiohttp.ServerTimeoutError), "timeout"),
     (aiohttp.ClientConnectorCertificateError, "tls_certificate"),
     ((aiohttp.ClientConnectorSSLError, aiohttp.ClientSSLError, ssl.SSLError), "tls_error"),
@@ -167,6 +191,7 @@ class Deliverer:
 
     def headers(self, endpoint: Endpoint, delivery: Delivery, signer: Signer) -> dict[str, str]:
         """Custom headers first, so they can never replace a signature or content type."""
+        check_msg_id(delivery.msg_id)
         headers = dict(endpoint.headers)
         headers["Content-Type"] = "application/json"
         headers["User-Agent"] = self._user_agent

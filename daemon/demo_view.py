@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 
 from daemon.demo import RETRY_SCHEDULE_S, EndpointProgress, Snapshot
-from daemon.retry import format_schedule
 from daemon.signing import ED25519
+from daemon.units import format_schedule
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _BAR_WIDTH = 24

@@ -121,7 +121,10 @@ class EmbeddedPostgres:
         port = self._port or self._remembered_port()
         if port is None:
             raise EmbeddedPostgresError("dsn", f"no server has been started in {self.data_dir}")
-        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        # sslmode=disable: the local server has no TLS, and asyncpg's default (prefer) asks
+        # for it on every new connection; a connect cancelled during that exchange (a task
+        # stopped at shutdown) leaves a "Future exception was never retrieved" behind.
+        return f"postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
 
     @property
     def log_path(self) -> Path:

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import orjson
 
-from daemon.endpoints import EndpointSpec, validate_spec
+from daemon.endpoints import (
+    EndpointSpec,
+    check_signature_header,
+    stored_header_names,
+    validate_spec,
+)
 from daemon.errors import ConfigError, NotFound
 from daemon.models import SignatureSpec
 from daemon.secretbox import PLAINTEXT, SecretBox
@@ -81,6 +86,8 @@ async def update_endpoint(
         spec = updated_spec(rec, change)
         # A URL kept as it is was checked when it was set (maybe under another policy).
         validate_spec(spec, allow_http=allow_http or change.url is KEEP)
+        if change.headers is KEEP:  # a new signature header against the stored headers
+            check_signature_header(spec.signature, stored_header_names(rec))
         new_scheme = spec.signature.scheme != rec["signature_scheme"]
         secret = _secret_for(rec, spec, box) if new_scheme else None
         await _write(tx, rec, spec, change, box, secret, new_scheme)

@@ -7,14 +7,19 @@ values go through a `SecretBox` on the way in and out (stored encrypted when key
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
 
+from daemon import units
 from daemon.errors import ConfigError, NotFound
 from daemon.models import Endpoint, SignatureSpec
 from daemon.secretbox import PLAINTEXT, PREFIX, SecretBox, SecretKeyError, is_sealed
@@ -45,6 +50,8 @@ _RESERVED_HEADERS = frozenset(
         "webhook-signature",
     }
 )
+_MAX_NAME = 256  # characters in an endpoint id, tenant id or event type
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)", re.IGNORECASE)
 _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -68,24 +75,45 @@ class EndpointSpec:
 
 
 def validate_url(url: str, *, allow_http: bool) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+        raise ConfigError("url", f"is not a valid URL ({exc}): {_cut(url)!r}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError("url", f"must be an absolute https:// URL, got {url!r}")
+        raise ConfigError("url", f"must be an absolute https:// URL, got {_cut(url)!r}")
     if parts.scheme == "http" and not allow_http:
         raise ConfigError(
             "url", "must use https:// (plain http needs delivery.allow_insecure_http = true)"
         )
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ConfigError("url", f"must not contain spaces or control characters: {_cut(url)!r}")
+    if not _valid_host(parts.hostname):
+        raise ConfigError("url", f"has an invalid host name {_cut(parts.hostname)!r}")
+
+
+def _valid_host(host: str) -> bool:
+    """An IP address, or a DNS name (IDNA allowed) whose labels an HTTP client can resolve."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return True
     try:
-        _ = parts.port
-    except ValueError as exc:
-        raise ConfigError("url", f"bad port in {url!r}") from exc
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_host.removesuffix(".").split(".")
+    return len(ascii_host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def _cut(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_header(text: str) -> tuple[str, str]:
     """`'Name: value'` -> (name, value), refusing names that would break signing."""
     name, sep, value = text.partition(":")
-    if not sep:
-        raise ConfigError("--header", f"expected 'Name: value', got {name.strip()[:40]!r}")
+    if not sep:  # all of it may be the value: a token given without its name
+        raise ConfigError("--header", "expected 'Name: value' (value not shown)")
     name, value = name.strip(), value.strip()
     check_header(name, value)
     return name, value
@@ -98,7 +126,7 @@ def check_header(name: str, value: str) -> None:
         raise ConfigError("--header", f"invalid header name {name[:40]!r}")
     if name.lower() in _RESERVED_HEADERS:
         raise ConfigError("--header", f"{name} is set by webhookd and cannot be overridden")
-    if "\r" in value or "\n" in value or "\0" in value:
+    if any(c != "\t" and not c.isprintable() for c in value):
         raise ConfigError("--header", f"value of {name} contains a control character")
     if is_sealed(value):
         raise ConfigError("--header", f"value of {name} must not start with {PREFIX!r} (reserved)")
@@ -108,17 +136,67 @@ def validate_spec(spec: EndpointSpec, *, allow_http: bool) -> None:
     validate_url(spec.url, allow_http=allow_http)
     for header, header_value in spec.headers:
         check_header(header, header_value)
-    if not spec.tenant_id:
-        raise ConfigError("--tenant", "must not be empty")
+    check_signature_header(spec.signature, [name for name, _ in spec.headers])
+    _check_names(spec)
     if spec.burst is not None and spec.rate_per_s is None:
         raise ConfigError("--burst", "needs --rate")
-    for name, value in (("--burst", spec.burst), ("--max-in-flight", spec.max_in_flight)):
-        if value is not None and value < 1:
-            raise ConfigError(name, f"must be at least 1, got {value}")
-    if spec.timeout_s is not None and not 0 < spec.timeout_s <= 600:
-        raise ConfigError("--timeout", "must be between 1ms and 10m")
+    _check_limits(spec)
     if spec.secret is not None:
         _check_secret(spec.signature, spec.secret)
+
+
+def check_signature_header(signature: SignatureSpec, header_names: Sequence[str]) -> None:
+    """A custom header may not be the one an hmac-sha256-hex endpoint signs in: one of the
+    two would replace the other."""
+    if not signature.header:
+        return
+    for name in header_names:
+        if name.lower() == signature.header.lower():
+            raise ConfigError(
+                "--header", f"{name} is the endpoint's signature header (--signature)"
+            )
+
+
+def _check_names(spec: EndpointSpec) -> None:
+    """Ids and names an operator types and reads back: not empty, one printable line."""
+    names = [("--tenant", spec.tenant_id), *(("--event-type", t) for t in spec.event_types)]
+    if spec.id is not None:
+        names.append(("--id", spec.id))
+    for option, value in names:
+        if not value.strip():
+            raise ConfigError(option, "must not be empty")
+        if len(value) > _MAX_NAME or not value.isprintable() or value != value.strip():
+            raise ConfigError(
+                option,
+                f"must be at most {_MAX_NAME} printable characters without leading or trailing"
+                f" spaces, got {_cut(value, 40)!r}",
+            )
+    if spec.id is not None and any(c.isspace() for c in spec.id):
+        raise ConfigError("--id", f"must not contain spaces, got {_cut(spec.id, 40)!r}")
+
+
+def _check_limits(spec: EndpointSpec) -> None:
+    """The bounds the CLI's options check, again for other callers (an update, the API)."""
+    checks: list[tuple[str, Callable[[], object]]] = []
+    if spec.rate_per_s is not None:
+        checks.append(("--rate", partial(units.check_rate, spec.rate_per_s)))
+    if spec.burst is not None:
+        checks.append(("--burst", partial(units.check_int, spec.burst, 1, units.MAX_BURST)))
+    if spec.max_in_flight is not None:
+        limit = units.MAX_IN_FLIGHT
+        checks.append(("--max-in-flight", partial(units.check_int, spec.max_in_flight, 1, limit)))
+    if spec.timeout_s is not None:
+        high = units.MAX_ENDPOINT_TIMEOUT_S
+        checks.append(
+            ("--timeout", partial(units.check_duration, spec.timeout_s, low=0.001, high=high))
+        )
+    if spec.retry_schedule_s is not None:
+        checks.append(("--retry-schedule", partial(units.check_schedule, spec.retry_schedule_s)))
+    for option, check in checks:
+        try:
+            check()
+        except ValueError as exc:
+            raise ConfigError(option, str(exc)) from None
 
 
 def _check_secret(signature: SignatureSpec, secret: str) -> None:
@@ -211,6 +289,11 @@ def _header_pairs(value: Any) -> list[list[str]]:
     ):
         raise ValueError('headers is not a JSON list of ["Name", "value"] pairs')
     return pairs
+
+
+def stored_header_names(rec: Record) -> list[str]:
+    """The names of an endpoint row's custom headers (their values may be sealed)."""
+    return [name for name, _ in _header_pairs(rec["headers"])]
 
 
 async def load_endpoints(

@@ -2,17 +2,23 @@
 
 Stdlib loggers (asyncio, aiohttp) go through the same renderer at warning level and above, so
 one process writes one format.
+
+A stream that fails (a closed pipe: `webhookd run | head`, a full disk) is given up at the
+first error: later lines are dropped and counted (webhookd_log_lines_dropped_total), and the
+daemon goes on delivering. A log write never raises into the code that logs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import orjson
 import structlog
@@ -40,7 +46,7 @@ _LEADING_KEYS = ("timestamp", "level", "event", "logger")
 def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> None:
     """Send structlog and stdlib logging to `stream` (default stderr) in one format."""
     levelno = _level_number(level)
-    out = stream if stream is not None else sys.stderr
+    out = _guarded(stream if stream is not None else sys.stderr)
     render = _render_chain(_wants_json(fmt, out), colors=_is_tty(out))
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, *_common_chain(), *render],
@@ -51,6 +57,91 @@ def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> Non
         cache_logger_on_first_use=False,
     )
     _route_stdlib(out, render, levelno)
+
+
+def dropped_lines() -> int:
+    """Log lines not written since a log stream failed (read by the metrics at each scrape)."""
+    return _dropped.count
+
+
+class _Dropped:
+    count = 0
+
+
+_dropped = _Dropped()
+
+
+class _GuardedStream:
+    """Writes to a stream until it fails once, then drops (and counts) every later line.
+
+    Shared by structlog's writer and the stdlib handler, so neither raises into a caller nor
+    prints a "--- Logging error ---" traceback; says so once on stderr, if that is elsewhere.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        if not self.failed:
+            try:
+                return self.stream.write(text)
+            except (OSError, ValueError) as exc:  # ValueError: a closed file
+                self._give_up(exc)
+        if text.endswith("\n"):
+            _dropped.count += 1
+        return len(text)
+
+    def flush(self) -> None:
+        if self.failed:
+            return
+        try:
+            self.stream.flush()
+        except (OSError, ValueError) as exc:
+            _dropped.count += 1  # the line just written is the one lost
+            self._give_up(exc)
+
+    def isatty(self) -> bool:
+        return _is_tty(self.stream)
+
+    def _give_up(self, exc: BaseException) -> None:
+        self.failed = True
+        _silence(self.stream)
+        if self.stream is sys.stderr or sys.stderr is None:
+            return
+        with contextlib.suppress(Exception):
+            sys.stderr.write(
+                f"webhookd: log output failed ({type(exc).__name__}: {exc}); further log lines"
+                " are dropped and counted in webhookd_log_lines_dropped_total\n"
+            )
+            sys.stderr.flush()
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a failed standard stream at /dev/null, so that the interpreter's flush at exit
+    does not print "Exception ignored ... BrokenPipeError" after all."""
+    if stream not in (sys.stdout, sys.stderr):
+        return
+    with contextlib.suppress(Exception):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+
+
+_guard: _GuardedStream | None = None
+
+
+def _guarded(stream: TextIO) -> TextIO:
+    """One guard per stream, kept across reconfiguration (a reload), so that a failed stream
+    stays given up and is reported once."""
+    global _guard
+    if isinstance(stream, _GuardedStream):
+        return cast(TextIO, stream)
+    if _guard is None or _guard.stream is not stream:
+        _guard = _GuardedStream(stream)
+    return cast(TextIO, _guard)
 
 
 def get_logger(name: str) -> FilteringBoundLogger:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from daemon.errors import NotFound, WebhookdError
-from daemon.retry import parse_duration
+from daemon.units import MAX_AGE_S, format_duration, parse_duration
 
 if TYPE_CHECKING:  # asyncpg is not needed to parse options (the CLI's --help)
     from daemon.store import Record, Store
@@ -65,7 +65,11 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     if stripped == "now":
         return now
     if _RELATIVE.fullmatch(stripped):
-        return now - timedelta(seconds=parse_duration(stripped))
+        back_s = parse_duration(stripped)
+        if back_s > MAX_AGE_S:  # now minus it must stay a valid time
+            limit = format_duration(MAX_AGE_S)
+            raise ValueError(f"must be at most {limit} back from now, got {text[:40]!r}")
+        return now - timedelta(seconds=back_s)
     try:
         when = datetime.fromisoformat(stripped)
     except ValueError:
@@ -73,7 +77,13 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
             "expected an ISO 8601 time (2024-05-01T10:00:00Z) or a duration back from now"
             f" (30m, 2h, 1d), got {text[:40]!r}"
         ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    try:  # the database gets it in UTC: 0001-01-01T00:00+01:00 is before the year 1
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"must be between the years 1 and 9999 in UTC, got {text[:40]!r}"
+        ) from None
 
 
 def parse_payload(text: str) -> str:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
+from daemon import logs
 from daemon.errors import ConfigError
 from daemon.models import AttemptResult
 
@@ -22,6 +25,18 @@ def result_class(result: AttemptResult) -> str:
     if result.status_code is not None:
         return f"{result.status_code // 100}xx"
     return result.error_class or "unknown"
+
+
+class DroppedLogLines(Collector):
+    """Log lines dropped since the log stream failed: counted in daemon/logs.py, which is set
+    up before any Metrics exists, and read at each scrape."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "webhookd_log_lines_dropped",
+            "Log lines not written because the log stream failed (a closed pipe, a full disk)",
+            value=logs.dropped_lines(),
+        )
 
 
 class Metrics:
@@ -125,6 +140,7 @@ class Metrics:
             ["table"],  # outbox | deliveries | attempts
             registry=r,
         )
+        r.register(DroppedLogLines())
         # Series whose label values are known up front exist from the start, at 0: a series
         # that first appears at 1 hides that first event from increase() and rate().
         for metric, values in (

@@ -8,7 +8,7 @@ from typing import Any
 
 # Failures that say nothing about the endpoint's health (policy refusals, our own limits): they
 # feed neither the circuit breaker nor the failing streak that disables an endpoint.
-NOT_ENDPOINT_HEALTH = frozenset({"refused_destination", "payload_too_large"})
+NOT_ENDPOINT_HEALTH = frozenset({"refused_destination", "payload_too_large", "invalid_message"})
 
 
 class Status(enum.StrEnum):

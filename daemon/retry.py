@@ -1,4 +1,4 @@
-"""Retry schedules, durations, Retry-After, and the retry-or-dead-letter decision.
+"""Retry schedules, Retry-After, and the retry-or-dead-letter decision.
 
 Pure: randomness comes from an injected `random.Random`, time from the caller.
 
@@ -9,7 +9,6 @@ fourth failure dead-letters the delivery.
 
 from __future__ import annotations
 
-import decimal
 import email.utils
 import math
 import random
@@ -22,62 +21,12 @@ from daemon.models import AttemptResult, RetryDecision
 
 # Standard Webhooks: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (8 attempts).
 DEFAULT_SCHEDULE_S: Final[tuple[float, ...]] = (5, 300, 1800, 7200, 18000, 36000, 36000)
-MAX_SCHEDULE_ENTRIES: Final = 50
 # Failures that another attempt cannot fix: the delivery is dead-lettered at once.
 NOT_RETRIED_ERROR_CLASSES: Final = frozenset(
-    {"refused_destination", "payload_too_large", "endpoint_deleted"}
+    {"refused_destination", "payload_too_large", "endpoint_deleted", "invalid_message"}
 )
 
-_UNITS_S: Final = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-_SCALES: Final = {"ms": (1, 1000), "s": (1, 1), "m": (60, 1), "h": (3600, 1), "d": (86400, 1)}
-_DURATION_RE: Final = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*")
 _DELTA_SECONDS_RE: Final = re.compile(r"\d+(?:\.\d+)?")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in `250ms`, `30s`, `1.5s`, `5m`, `2h`, `1d`, or a bare number of seconds."""
-    match = _DURATION_RE.fullmatch(text)
-    if match is None:
-        raise ValueError(f"invalid duration {text!r} (use e.g. 250ms, 30s, 5m, 2h)")
-    number, unit = match.groups()
-    multiplier, divisor = _SCALES[unit or "s"]
-    # Dividing by 1000 rather than multiplying by 0.001 keeps `250ms` exactly 0.25.
-    seconds = float(number) * multiplier / divisor
-    if not math.isfinite(seconds):
-        raise ValueError(f"invalid duration {text!r} (too large)")
-    return seconds
-
-
-def format_duration(s: float) -> str:
-    """The inverse of parse_duration: the largest unit that holds `s` as a whole number."""
-    if not (math.isfinite(s) and s >= 0):
-        raise ValueError(f"cannot format duration {s!r}")
-    if s == 0:
-        return "0s"
-    for unit, unit_s in _UNITS_S:
-        if s % unit_s == 0:
-            return f"{int(s // unit_s)}{unit}"
-    ms = round(s * 1000)
-    if ms / 1000 == s:
-        return f"{ms}ms"
-    return format(decimal.Decimal(repr(s)), "f") + "s"  # never "1e-07s": parse must read it
-
-
-def parse_schedule(text: str) -> tuple[float, ...]:
-    """Delays in `4s,8s,10s`; an empty string means no retries."""
-    if not text.strip():
-        return ()
-    parts = text.split(",")
-    if len(parts) > MAX_SCHEDULE_ENTRIES:
-        raise ValueError(
-            f"retry schedule has {len(parts)} entries (at most {MAX_SCHEDULE_ENTRIES})"
-        )
-    return tuple(parse_duration(part) for part in parts)
-
-
-def format_schedule(schedule_s: Sequence[float]) -> str:
-    """The inverse of parse_schedule, for config dumps and the CLI."""
-    return ",".join(format_duration(delay_s) for delay_s in schedule_s)
 
 
 def decide(

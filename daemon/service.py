@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractResolver
 
 from daemon import migrate, reload
 from daemon.breaker import BreakerSettings
-from daemon.config import Config
+from daemon.config import Config, redact_url
 from daemon.delivery import Deliverer
 from daemon.endpoints import load_endpoints
 from daemon.errors import DatabaseUnavailable, WebhookdError
@@ -34,7 +34,7 @@ from daemon.retention import Pruner
 from daemon.scheduler import Limits, Scheduler
 from daemon.sdnotify import Notifier
 from daemon.secretbox import PLAINTEXT, SecretBox
-from daemon.store import Store, redact_dsn
+from daemon.store import Store
 from daemon.worker import Worker
 
 log = structlog.get_logger("webhookd.service")
@@ -113,7 +113,7 @@ class Service:
         log.info(
             "service.started",
             instance=self.instance,
-            database=redact_dsn(self.store.dsn),
+            database=redact_url(self.store.dsn),
             concurrency=self.config.delivery.concurrency,
             endpoints=len(self._endpoints),
             metrics_port=self.health.port if self.health else None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 import asyncpg
 
 from daemon import sql
-from daemon.errors import DatabaseUnavailable, WebhookdError
+from daemon.config import redact_url
+from daemon.errors import ConfigError, DatabaseUnavailable, WebhookdError
 
 Record = Any  # asyncpg.Record: mapping access by column name
 _PING_TIMEOUT_S = 3.0
@@ -81,10 +83,25 @@ def _translated() -> Any:
     except asyncpg.PostgresError as exc:
         if _transient(getattr(exc, "sqlstate", None)):
             raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
-        message = getattr(exc, "message", None) or str(exc)
+        message = _without_values(getattr(exc, "message", None) or str(exc))
         detail = getattr(exc, "detail", None)
         text = f"{message} ({detail})" if detail else message
         raise StoreError(text, getattr(exc, "sqlstate", None)) from exc
+
+
+_ARGUMENT_RE = re.compile(r"invalid input for query argument (\$\d+)")
+_RANGE_RE = re.compile(r"\(([^()]*out of [^()]*range)\)\s*$")
+
+
+def _without_values(message: str) -> str:
+    """asyncpg's "invalid input for query argument $6: 's3cr3t...' (...)" repeats the value,
+    which may be a secret: say which argument, and why only when it is a range."""
+    match = _ARGUMENT_RE.match(message)
+    if match is None:
+        return message
+    found = _RANGE_RE.search(message)
+    why = found[1] if found else "not valid"
+    return f"a value the database cannot take (query argument {match[1]}: {why}; value not shown)"
 
 
 @contextlib.contextmanager
@@ -109,16 +126,6 @@ def _transient(sqlstate: str | None) -> bool:
     if not sqlstate:
         return False
     return sqlstate in _TRANSIENT_STATES or sqlstate.startswith(_TRANSIENT_CLASSES)
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN without its password, for logs and error messages."""
-    if "@" not in dsn or "://" not in dsn:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}{':***' if ':' in creds else ''}@{host}"
 
 
 async def _reset(_conn: Any) -> None:
@@ -161,7 +168,10 @@ class Store:
                     reset=_reset,
                 )
         except DatabaseUnavailable as exc:
-            raise DatabaseUnavailable(f"cannot connect to {redact_dsn(dsn)}: {exc}") from exc
+            raise DatabaseUnavailable(f"cannot connect to {redact_url(dsn)}: {exc}") from exc
+        except (ValueError, TypeError) as exc:  # asyncpg could not read the URL
+            why = f"cannot be used ({type(exc).__name__}; value not shown: it may hold a password)"
+            raise ConfigError("database.url", why) from None
         return cls(pool=pool, dsn=dsn)
 
     async def close(self) -> None:

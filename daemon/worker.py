@@ -89,7 +89,13 @@ class Worker:
             self._metrics.in_flight.inc()
             task = asyncio.create_task(self._attempts(endpoint, delivery))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        """Drop a finished task, and report what killed it (never left unretrieved)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("worker.attempt_crashed", error=f"{type(exc).__name__}: {exc}")
 
     async def _attempts(self, endpoint: Endpoint, delivery: Delivery) -> None:
         """Run an attempt, then go on with whatever may start in the slot it freed. Under

@@ -27,7 +27,7 @@ from daemon.cli import (
     service_cmds,
 )
 from daemon.cli.common import Parser
-from daemon.config import load_config
+from daemon.config import load_config, unknown_variables
 from daemon.errors import WebhookdError
 
 COMMAND_MODULES = (
@@ -70,12 +70,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         # their own output and log to stderr.
         stream = sys.stdout if args.command == "run" else sys.stderr
         configure_logging(config.log.level, config.log.format, stream)
+        _warn_unknown_variables()
         return _run_async(args.handler(args, config))
     except WebhookdError as exc:
         sys.stderr.write(f"webhookd: error: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _warn_unknown_variables() -> None:
+    from daemon.logs import get_logger
+
+    for name, meant in unknown_variables(os.environ):
+        get_logger("webhookd.config").warning(
+            "config.unknown_variable",
+            variable=name,
+            did_you_mean=meant,
+            note="not a webhookd setting: ignored",
+        )
 
 
 def _run_async(coro: Awaitable[int]) -> int:

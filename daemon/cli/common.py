@@ -14,6 +14,13 @@ import orjson
 
 from daemon.config import Config
 from daemon.errors import ConfigError
+from daemon.units import (
+    MAX_BURST,
+    MAX_ENDPOINT_TIMEOUT_S,
+    MAX_IN_FLIGHT,
+    bounded_duration,
+    bounded_int,
+)
 
 # asyncpg and cryptography are imported when a command needs them, not to print --help.
 if TYPE_CHECKING:
@@ -28,6 +35,23 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"webhookd: error: {message}\n")
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        # Bytes that are not UTF-8 (a shell's $'\xff') arrive as lone surrogates, which no
+        # database, header or log line can carry; the value is not shown: it may be a secret.
+        # (A subcommand's arguments are checked by its own parser, naming the option.)
+        subcommand = isinstance(action, argparse._SubParsersAction)
+        if not subcommand and not _is_utf8(arg_string):
+            raise argparse.ArgumentError(action, "is not valid UTF-8 text (value not shown)")
+        return super()._get_value(action, arg_string)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def option(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
@@ -46,10 +70,18 @@ def option(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
-    return value
+    """A count given on the command line: 1 to 1,000,000 (options with a tighter bound use
+    units.bounded_int)."""
+    return _POSITIVE_INT(text)
+
+
+_POSITIVE_INT = bounded_int(1, 1_000_000)
+
+# Endpoint limits, as `endpoint add` and `endpoint update` read them (validate_spec checks the
+# same bounds again, for callers other than the CLI).
+BURST = bounded_int(1, MAX_BURST)
+MAX_IN_FLIGHT_OPTION = bounded_int(1, MAX_IN_FLIGHT)
+TIMEOUT = bounded_duration(low=0.001, high=MAX_ENDPOINT_TIMEOUT_S)
 
 
 def secret_box() -> SecretBox:

@@ -8,9 +8,10 @@ from typing import Any
 
 from daemon.cli.common import Parser, option, positive_int
 from daemon.config import Config
-from daemon.retry import parse_duration
+from daemon.units import HOUR_S, bounded_duration
 
 _MAX_MESSAGES = 100_000
+_DURATION = bounded_duration(high=HOUR_S, above=True)
 
 
 def register(sub: Any, common: Parser) -> None:
@@ -33,7 +34,7 @@ def register(sub: Any, common: Parser) -> None:
     )
     demo.add_argument(
         "--duration",
-        type=option(parse_duration, "--duration"),
+        type=option(_DURATION, "--duration"),
         default=30.0,
         help="give up waiting for deliveries after this long (default 30s)",
     )

@@ -11,12 +11,31 @@ import orjson
 
 from daemon import endpoints
 from daemon.cli import endpoint_update
-from daemon.cli.common import Parser, emit, human, open_store, option, positive_int, secret_box
+from daemon.cli.common import (
+    BURST,
+    MAX_IN_FLIGHT_OPTION,
+    TIMEOUT,
+    Parser,
+    emit,
+    human,
+    open_store,
+    option,
+    secret_box,
+)
 from daemon.config import Config
-from daemon.ratelimit import format_rate, parse_rate
-from daemon.retry import format_duration, format_schedule, parse_duration, parse_schedule
 from daemon.secretbox import is_sealed
 from daemon.signing import ED25519, parse_signature_option, public_key
+from daemon.units import (
+    MAX_GRACE_S,
+    bounded_duration,
+    format_duration,
+    format_rate,
+    format_schedule,
+    parse_rate,
+    parse_schedule,
+)
+
+GRACE = bounded_duration(high=MAX_GRACE_S)
 
 if TYPE_CHECKING:
     from daemon.store import Store
@@ -45,7 +64,7 @@ def register(sub: Any, common: Parser) -> None:
         "rotate-secret", help="new secret, old one still signed", parents=parents
     )
     rot.add_argument("endpoint_id")
-    rot.add_argument("--grace", type=option(parse_duration, "--grace"), help="default 24h")
+    rot.add_argument("--grace", type=option(GRACE, "--grace"), help="default 24h")
     rot.add_argument("--secret", help="the new secret (default: generated)")
     rot.add_argument("--json", action="store_true")
     dis = actions.add_parser("disable", help="disable (deliveries wait)", parents=parents)
@@ -61,8 +80,8 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description", default="")
     parser.add_argument("--event-type", action="append", default=[], dest="event_types")
     parser.add_argument("--rate", type=option(parse_rate, "--rate"))
-    parser.add_argument("--burst", type=option(positive_int, "--burst"))
-    parser.add_argument("--max-in-flight", type=option(positive_int, "--max-in-flight"))
+    parser.add_argument("--burst", type=option(BURST, "--burst"))
+    parser.add_argument("--max-in-flight", type=option(MAX_IN_FLIGHT_OPTION, "--max-in-flight"))
     parser.add_argument(
         "--header",
         action="append",
@@ -78,7 +97,7 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secret", help="default: generated (standard-ed25519: a new whsk_ private key)"
     )
-    parser.add_argument("--timeout", type=option(parse_duration, "--timeout"))
+    parser.add_argument("--timeout", type=option(TIMEOUT, "--timeout"))
     parser.add_argument("--retry-schedule", type=option(parse_schedule, "--retry-schedule"))
 
 
@@ -93,12 +112,27 @@ async def cmd_endpoint(args: argparse.Namespace, config: Config) -> int:
         "rotate-secret": _rotate,
         "update": endpoint_update.run,
     }
+    if args.action == "add":  # bad input is refused without a database
+        endpoints.validate_spec(_spec(args), allow_http=config.delivery.allow_insecure_http)
     async with open_store(config) as store:
         return await actions[args.action](store, args, config)
 
 
 async def _add(store: Store, args: argparse.Namespace, config: Config) -> int:
-    spec = endpoints.EndpointSpec(
+    ep_id, secret = await endpoints.add_endpoint(
+        store, _spec(args), allow_http=config.delivery.allow_insecure_http, box=secret_box()
+    )
+    keys = _key_view(args.signature.scheme, secret)
+    if "public_key" in keys:
+        text = f"id:         {ep_id}\npublic key: {keys['public_key']}\n{_PUBLIC_KEY_NOTE}"
+    else:
+        text = f"id:     {ep_id}\nsecret: {secret}"
+    emit({"id": ep_id, **keys, "url": args.url}, args.json, text)
+    return 0
+
+
+def _spec(args: argparse.Namespace) -> endpoints.EndpointSpec:
+    return endpoints.EndpointSpec(
         url=args.url,
         tenant_id=args.tenant,
         description=args.description,
@@ -113,16 +147,6 @@ async def _add(store: Store, args: argparse.Namespace, config: Config) -> int:
         retry_schedule_s=args.retry_schedule,
         id=args.id,
     )
-    ep_id, secret = await endpoints.add_endpoint(
-        store, spec, allow_http=config.delivery.allow_insecure_http, box=secret_box()
-    )
-    keys = _key_view(args.signature.scheme, secret)
-    if "public_key" in keys:
-        text = f"id:         {ep_id}\npublic key: {keys['public_key']}\n{_PUBLIC_KEY_NOTE}"
-    else:
-        text = f"id:     {ep_id}\nsecret: {secret}"
-    emit({"id": ep_id, **keys, "url": args.url}, args.json, text)
-    return 0
 
 
 _PUBLIC_KEY_NOTE = "(receivers verify with the public key; the private key never leaves webhookd)"

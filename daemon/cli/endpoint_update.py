@@ -11,13 +11,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from daemon import endpoint_update
-from daemon.cli.common import emit, option, positive_int, secret_box
+from daemon.cli.common import BURST, MAX_IN_FLIGHT_OPTION, TIMEOUT, emit, option, secret_box
 from daemon.config import Config
 from daemon.endpoint_update import KEEP, EndpointUpdate
 from daemon.endpoints import parse_header
-from daemon.ratelimit import parse_rate
-from daemon.retry import parse_duration, parse_schedule
 from daemon.signing import ED25519, parse_signature_option, public_key
+from daemon.units import parse_rate, parse_schedule
 
 if TYPE_CHECKING:
     from daemon.store import Store
@@ -69,9 +68,11 @@ def register(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
         default=KEEP,
         help="e.g. 100/min" + limit,
     )
-    p.add_argument("--burst", type=option(or_default(positive_int), "--burst"), default=KEEP)
+    p.add_argument("--burst", type=option(or_default(BURST), "--burst"), default=KEEP)
     p.add_argument(
-        "--max-in-flight", type=option(or_default(positive_int), "--max-in-flight"), default=KEEP
+        "--max-in-flight",
+        type=option(or_default(MAX_IN_FLIGHT_OPTION), "--max-in-flight"),
+        default=KEEP,
     )
     headers = p.add_mutually_exclusive_group()
     headers.add_argument(
@@ -88,7 +89,7 @@ def register(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
         default=KEEP,
         help="replaces the secret at once (rotate-secret keeps the old one signed for a while)",
     )
-    p.add_argument("--timeout", type=option(or_default(parse_duration), "--timeout"), default=KEEP)
+    p.add_argument("--timeout", type=option(or_default(TIMEOUT), "--timeout"), default=KEEP)
     p.add_argument(
         "--retry-schedule",
         type=option(or_default(parse_schedule), "--retry-schedule"),

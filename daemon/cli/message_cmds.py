@@ -9,7 +9,7 @@ from daemon import messages
 from daemon.cli.common import Parser, emit, human, open_store, option, positive_int, table
 from daemon.cli.display import add_window_options, at, check_window, clean
 from daemon.config import Config
-from daemon.retry import format_duration, parse_duration
+from daemon.units import MAX_AGE_S, bounded_duration, format_duration
 
 if TYPE_CHECKING:
     from daemon.store import Record
@@ -55,7 +55,7 @@ def register(sub: Any, common: Parser) -> None:
     )
     stats.add_argument("--endpoint")
     stats.add_argument(
-        "--window", type=option(_positive_duration, "--window"), default=3600.0, help="default 1h"
+        "--window", type=option(_WINDOW, "--window"), default=3600.0, help="default 1h"
     )
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(handler=cmd_stats)
@@ -67,11 +67,7 @@ def _event_type(text: str) -> str:
     return text
 
 
-def _positive_duration(text: str) -> float:
-    seconds = parse_duration(text)
-    if seconds <= 0:
-        raise ValueError("must be more than 0")
-    return seconds
+_WINDOW = bounded_duration(high=MAX_AGE_S, above=True)
 
 
 async def cmd_message(args: argparse.Namespace, config: Config) -> int:

@@ -5,17 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from daemon.cli.common import Parser, emit, open_store, option, positive_int
+from daemon.cli.common import Parser, emit, open_store, option
 from daemon.config import Config
 from daemon.errors import ConfigError
-from daemon.retry import format_duration, parse_duration
+from daemon.units import MAX_AGE_S, bounded_duration, bounded_int, format_duration
 
-
-def _positive_duration(text: str) -> float:
-    seconds = parse_duration(text)
-    if seconds <= 0:
-        raise ValueError(f"must be longer than 0s, got {text!r}")
-    return seconds
+_OLDER_THAN = bounded_duration(high=MAX_AGE_S, above=True)
+_BATCH_SIZE = bounded_int(1, 100_000)  # as retention.batch_size
 
 
 def register(sub: Any, common: Parser) -> None:
@@ -26,12 +22,12 @@ def register(sub: Any, common: Parser) -> None:
     )
     prune.add_argument(
         "--older-than",
-        type=option(_positive_duration, "--older-than"),
+        type=option(_OLDER_THAN, "--older-than"),
         help="e.g. 30d (default: retention.prune_after)",
     )
     prune.add_argument(
         "--batch-size",
-        type=option(positive_int, "--batch-size"),
+        type=option(_BATCH_SIZE, "--batch-size"),
         help="messages or attempts per transaction (default: retention.batch_size)",
     )
     prune.add_argument(

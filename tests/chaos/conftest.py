@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import pytest_asyncio
+
+from tests.conftest import UNRETRIEVED
 
 # The integration fixtures (a fresh migrated database, a recording receiver) serve here too.
 from tests.integration.conftest import harness, receiver, run_daemon, wait_until
@@ -134,7 +137,10 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Spawn]:
     process still running at the end of the test is killed."""
     running: list[DaemonProcess] = []
 
-    async def start(dsn: str, config: str | Path, name: str = "daemon") -> DaemonProcess:
+    async def start(
+        dsn: str, config: str | Path, name: str = "daemon", stdout: int | None = None
+    ) -> DaemonProcess:
+        """`stdout`: a file descriptor to write the log to instead of a pipe read here."""
         path = config if isinstance(config, Path) else tmp_path / f"{name}.toml"
         if not isinstance(config, Path):
             path.write_text(config)
@@ -149,14 +155,13 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Spawn]:
             env=env,
             cwd=REPO,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE if stdout is None else stdout,
             stderr=asyncio.subprocess.PIPE,
         )
         daemon = DaemonProcess(name, proc)
-        daemon.readers = [
-            asyncio.create_task(daemon._collect(proc.stdout, daemon.lines)),
-            asyncio.create_task(daemon._collect(proc.stderr, daemon.err_lines)),
-        ]
+        daemon.readers = [asyncio.create_task(daemon._collect(proc.stderr, daemon.err_lines))]
+        if stdout is None:
+            daemon.readers.append(asyncio.create_task(daemon._collect(proc.stdout, daemon.lines)))
         running.append(daemon)
         return daemon
 
@@ -166,3 +171,6 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Spawn]:
             daemon.proc.kill()
             await daemon.proc.wait()
         await daemon.finish_reading()
+    unnoticed = [d.name for d in running if UNRETRIEVED in d.output]
+    if unnoticed:
+        pytest.fail(f"{', '.join(unnoticed)}: a task died unnoticed ({UNRETRIEVED})")

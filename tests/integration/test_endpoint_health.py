@@ -233,7 +233,7 @@ async def test_endpoint_failing_longer_than_the_period_is_disabled_once_and_enab
         return web.Response(status=200 if healthy else 500)
 
     receiver.on("/down", respond)
-    ep_id, _ = await harness.endpoint(receiver.url("/down"), retry_schedule_s=(0.1,) * 100)
+    ep_id, _ = await harness.endpoint(receiver.url("/down"), retry_schedule_s=(0.1,) * 50)
     fine, _ = await harness.endpoint(receiver.url("/fine"))
     health = {"disable_after_s": 1.0, "min_failures": 3}
     with capture_logs() as logs:
@@ -274,7 +274,7 @@ async def test_enable_gives_a_disabled_endpoint_a_whole_period_again(
     harness: Harness, receiver: Receiver, run_daemon: DaemonFactory
 ) -> None:
     receiver.on("/down", lambda hit, n: web.Response(status=500))
-    ep_id, _ = await harness.endpoint(receiver.url("/down"), retry_schedule_s=(0.1,) * 100)
+    ep_id, _ = await harness.endpoint(receiver.url("/down"), retry_schedule_s=(0.1,) * 50)
     # A streak that began long ago, but the operator has just enabled the endpoint.
     await harness.conn.execute(
         "UPDATE webhookd.endpoint_state SET failing_since = now() - interval '10 days',"

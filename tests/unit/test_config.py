@@ -213,7 +213,7 @@ def test_file_values_are_parsed_into_units(tmp_path: Path) -> None:
     [("250ms", 0.25), ("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), ("1.5", 1.5)],
 )
 def test_durations_accept_ms_s_m_h_d_and_bare_seconds(text: str, seconds: float) -> None:
-    assert load_env(WEBHOOKD_DELIVERY_TIMEOUT=text).delivery.timeout_s == seconds
+    assert load_env(WEBHOOKD_SIGNING_ROTATION_GRACE=text).signing.rotation_grace_s == seconds
 
 
 @pytest.mark.parametrize(
@@ -346,12 +346,12 @@ def test_redact_url_hides_all_of_an_unparseable_url() -> None:
 def test_config_as_dict_round_trips_through_toml(tmp_path: Path) -> None:
     cfg = load_env(
         WEBHOOKD_DATABASE_URL="postgresql://hook@db/hooks",
-        WEBHOOKD_OUTBOX_LEASE_MARGIN="0.0000125",
+        WEBHOOKD_DELIVERY_DRAIN_TIMEOUT="0.0000125",
         WEBHOOKD_DELIVERY_RETRY_SCHEDULE="250ms,90s,36h",
         WEBHOOKD_DELIVERY_RETRY_JITTER="0.25",
         WEBHOOKD_DELIVERY_MAX_PAYLOAD="10MB",
         WEBHOOKD_DELIVERY_MAX_RESPONSE_BODY="100001",
-        WEBHOOKD_RATELIMIT_DEFAULT_RATE="0.5/d",
+        WEBHOOKD_RATELIMIT_DEFAULT_RATE="1.5/d",
         WEBHOOKD_METRICS_LISTEN="[::1]:9000",
         WEBHOOKD_SIGNING_ROTATION_GRACE="1.5",
     )
@@ -513,3 +513,167 @@ def test_stored_response_body_may_not_exceed_the_read_limit() -> None:
     err = config_error(None, {"WEBHOOKD_DELIVERY_STORED_RESPONSE_BODY": "1MiB"})
     assert err.key == "delivery.stored_response_body"
     assert "64KiB" in err.why
+
+
+# --- bounds: every number has both ---------------------------------------------------------------
+
+
+def test_huge_delivery_timeout_in_the_file_names_the_key_the_bound_and_the_file(
+    tmp_path: Path,
+) -> None:
+    path = write_toml(tmp_path, "[delivery]\ntimeout = 1e300\n")
+
+    err = config_error(path)
+
+    assert str(err) == f"delivery.timeout: must be at most 1h, got 1e+300 (in {path})"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "bound"),
+    [
+        ("WEBHOOKD_DATABASE_CONNECT_TIMEOUT", "2h", "at most 1h"),
+        ("WEBHOOKD_OUTBOX_POLL_INTERVAL", "1d", "at most 1h"),
+        ("WEBHOOKD_OUTBOX_POLL_INTERVAL", "1ms", "at least 10ms"),
+        ("WEBHOOKD_OUTBOX_LEASE_MARGIN", "500ms", "at least 1s"),
+        ("WEBHOOKD_OUTBOX_LEASE_MARGIN", "0", "at least 1s"),
+        ("WEBHOOKD_OUTBOX_LEASE_MARGIN", "2h", "at most 1h"),
+        ("WEBHOOKD_OUTBOX_BATCH_SIZE", "99999999999", "between 1 and 10000"),
+        ("WEBHOOKD_DELIVERY_CONCURRENCY", "9" * 40, "between 1 and 10000"),
+        ("WEBHOOKD_DELIVERY_TIMEOUT", "999999999d", "at most 1h"),
+        ("WEBHOOKD_DELIVERY_RETRY_SCHEDULE", "5s,31d", "item 2: must be at most 30d"),
+        ("WEBHOOKD_DELIVERY_RETRY_SCHEDULE", ",".join(["1s"] * 51), "at most 50 entries"),
+        ("WEBHOOKD_DELIVERY_MAX_RESPONSE_BODY", "2GiB", "from 1 to 1GiB"),
+        ("WEBHOOKD_DELIVERY_STORED_RESPONSE_BODY", "9" * 40, "from 0 to 1GiB"),
+        ("WEBHOOKD_DELIVERY_MAX_PAYLOAD", "1025MiB", "from 1 to 1GiB"),
+        ("WEBHOOKD_DELIVERY_ENDPOINT_MAX_IN_FLIGHT", "10001", "between 0 and 10000"),
+        ("WEBHOOKD_DELIVERY_DRAIN_TIMEOUT", "1d", "at most 1h"),
+        ("WEBHOOKD_RATELIMIT_DEFAULT_RATE", "3000000000/s", "between 1/d and 100000/s"),
+        ("WEBHOOKD_RATELIMIT_DEFAULT_RATE", "1/30d", "must be a rate"),
+        ("WEBHOOKD_RATELIMIT_DEFAULT_BURST", "1000001", "between 0 and 1000000"),
+        ("WEBHOOKD_RATELIMIT_MAX_RETRY_AFTER", "31d", "at most 30d"),
+        ("WEBHOOKD_BREAKER_WINDOW", "1001", "between 1 and 1000"),
+        ("WEBHOOKD_BREAKER_COOLDOWN", "2d", "at most 1d"),
+        ("WEBHOOKD_SIGNING_ROTATION_GRACE", "366d", "at most 365d"),
+        ("WEBHOOKD_HEALTH_DISABLE_AFTER", "366d", "at most 365d"),
+        ("WEBHOOKD_HEALTH_MIN_FAILURES", "1000001", "between 1 and 1000000"),
+        ("WEBHOOKD_RETENTION_PRUNE_AFTER", "36501d", "at most 36500d"),
+        ("WEBHOOKD_RETENTION_PRUNE_INTERVAL", "31d", "at most 30d"),
+        ("WEBHOOKD_RETENTION_BATCH_SIZE", "100001", "between 1 and 100000"),
+        ("WEBHOOKD_DATABASE_POOL_MAX_SIZE", "1001", "between 1 and 1000"),
+    ],
+)
+def test_out_of_bounds_numbers_are_refused_naming_the_key(
+    variable: str, value: str, bound: str
+) -> None:
+    err = config_error(None, {variable: value})
+
+    assert err.key == variable.removeprefix("WEBHOOKD_").lower().replace("_", ".", 1)
+    assert bound in err.why
+    assert f"from {variable}" in err.why
+    assert "\n" not in str(err)
+
+
+def test_bounds_are_written_down_in_the_example_file() -> None:
+    text = EXAMPLE.read_text()
+    for bound in ("1ms..1h", "1s..1h", "10ms..1h", "1/d..100000/s", "0..1000000", "1..1GiB"):
+        assert bound in text
+
+
+# --- redact_url: the one redaction of database URLs (config, store, service.started) ----------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://hook:s3cret@db:5432/hooks", "postgresql://hook:***@db:5432/hooks"),
+        ("postgresql://hook@db/hooks", "postgresql://hook@db/hooks"),
+        ("postgresql://db/hooks", "postgresql://db/hooks"),
+        (
+            "postgresql://hook@db/hooks?sslmode=require&password=s3cret",
+            "postgresql://hook@db/hooks?sslmode=require&password=***",
+        ),
+        ("postgres://db/hooks?password=s3cret", "postgres://db/hooks?password=***"),
+        ("postgresql://db/hooks?sslpassword=s3cret", "postgresql://db/hooks?sslpassword=***"),
+        ("postgresql://hook:s3c%40ret%3A@db/hooks", "postgresql://hook:***@db/hooks"),
+        ("postgresql://hook:s3c@ret@db/hooks", "postgresql://hook:***@db/hooks"),
+        ("postgresql://hook:s3cret@[::1]:5432/hooks", "postgresql://hook:***@[::1]:5432/hooks"),
+        (
+            "postgresql://hook:s3cret@h1:5432,h2:5433/hooks",
+            "postgresql://hook:***@h1:5432,h2:5433/hooks",
+        ),
+        (
+            "postgresql:///hooks?host=/run/postgresql&password=s3cret",
+            "postgresql:///hooks?host=/run/postgresql&password=***",
+        ),
+        ("postgresql:///hooks?host=/run/postgresql", "postgresql:///hooks?host=/run/postgresql"),
+        ("postgresql://hook:s3cret@[::1/hooks", "***"),
+        ("host=db user=hook password=s3cret", "***"),
+        ("", ""),
+    ],
+)
+def test_redact_url_hides_the_password_of_every_dsn_form(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_store_and_service_redact_with_config_redact_url() -> None:
+    import daemon.service
+    import daemon.store
+
+    assert daemon.store.redact_url is redact_url
+    assert daemon.service.redact_url is redact_url
+    assert not hasattr(daemon.store, "redact_dsn")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://hook:s3cret@db:abc/hooks",
+        "postgresql://hook:s3cret@db:99999/hooks",
+        "postgresql://hook:s3cret@h1:5432,h2:x/hooks",
+        "postgresql://hook:s3cret@[::1]:x/hooks",
+    ],
+)
+def test_database_url_with_a_bad_port_is_refused_without_showing_it(url: str) -> None:
+    err = config_error(None, {"WEBHOOKD_DATABASE_URL": url})
+
+    assert err.key == "database.url"
+    assert "port" in err.why
+    assert "s3cret" not in str(err)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://hook:s3cret@h1:5432,h2:5433/hooks",
+        "postgresql://hook@[::1]/hooks",
+        "postgresql://hook@[::1]:5432/hooks",
+        "postgresql:///hooks?host=/run/postgresql",
+    ],
+)
+def test_database_url_forms_libpq_accepts_are_accepted(url: str) -> None:
+    assert load_env(WEBHOOKD_DATABASE_URL=url).database.url == url
+
+
+def test_unknown_variable_outside_any_section_is_reported_with_the_nearest() -> None:
+    from daemon.config import unknown_variables
+
+    env = {
+        "WEBHOOKD_DELIVERYCONCURRENCY": "5",
+        "WEBHOOKD_ZZZ": "1",
+        "WEBHOOKD_CONFIG": "/x.toml",
+        "WEBHOOKD_DELIVERY_CONCURRENCY": "5",
+    }
+
+    assert unknown_variables(env) == [
+        ("WEBHOOKD_DELIVERYCONCURRENCY", "WEBHOOKD_DELIVERY_CONCURRENCY"),
+        ("WEBHOOKD_ZZZ", None),
+    ]
+    assert load_env(**env).delivery.concurrency == 5  # a warning, not an error
+
+
+def test_environment_value_that_is_not_utf8_names_the_key_without_the_value() -> None:
+    err = config_error(None, {"WEBHOOKD_DATABASE_URL": "postgresql://h:s3cret\udcff@db/x"})
+
+    assert err.key == "database.url"
+    assert "UTF-8" in err.why
+    assert "s3cret" not in str(err)

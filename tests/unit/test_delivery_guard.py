@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from daemon.delivery import GuardedResolver, address_allowed, check_url
+from daemon.delivery import (
+    GuardedResolver,
+    InvalidMessage,
+    address_allowed,
+    check_msg_id,
+    check_url,
+    classify_exception,
+)
 from daemon.errors import DestinationRefused
 
 REFUSED = [
@@ -154,3 +162,29 @@ async def test_resolver_passes_everything_when_private_networks_are_allowed() ->
     guarded = GuardedResolver(FixedResolver("127.0.0.1", "8.8.8.8"), allow_private=True)
     hosts = [r["host"] for r in await guarded.resolve("hooks.example.test", 443)]
     assert hosts == ["127.0.0.1", "8.8.8.8"]
+
+
+# --- msg_id: what the webhook-id header can carry (as the outbox constraint, for older rows) ---
+
+
+@pytest.mark.parametrize(
+    ("msg_id", "why"),
+    [
+        ("", "empty"),
+        ("a\r\nX-Injected: 1", "U+000D"),
+        ("nul\x00", "U+0000"),
+        ("c1\x85x", "U+0085"),
+        (" lead", "blank"),
+        ("x" * 257, "257 characters"),
+    ],
+)
+def test_msg_id_no_header_can_carry_is_an_invalid_message(msg_id: str, why: str) -> None:
+    with pytest.raises(InvalidMessage, match=re.escape(why)):
+        check_msg_id(msg_id)
+
+    assert classify_exception(InvalidMessage("x"))[0] == "invalid_message"
+
+
+@pytest.mark.parametrize("msg_id", ["msg_2b0c", "order 17/2", "é-ü", "x" * 256])
+def test_ordinary_msg_ids_pass(msg_id: str) -> None:
+    check_msg_id(msg_id)

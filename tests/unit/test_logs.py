@@ -198,3 +198,88 @@ def test_bad_level_or_format_names_the_config_key(level: str, fmt: str, key: str
     with pytest.raises(ConfigError) as caught:
         configure_logging(level, fmt, io.StringIO())
     assert caught.value.key == key
+
+
+# --- a log stream that fails ---------------------------------------------------------------------
+
+
+class BrokenPipe(io.StringIO):
+    """A pipe whose reader has gone: every write (or flush) fails, as `run | head` does."""
+
+    def __init__(self, fail_on: str = "flush", good_lines: int = 0) -> None:
+        super().__init__()
+        self.fail_on = fail_on
+        self.good_lines = good_lines
+        self.calls = 0
+
+    def write(self, text: str) -> int:
+        if self.fail_on == "write" and self._spent():
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+    def flush(self) -> None:
+        if self.fail_on == "flush" and self._spent():
+            raise BrokenPipeError(32, "Broken pipe")
+
+    def _spent(self) -> bool:
+        self.calls += 1
+        return self.calls > self.good_lines
+
+
+class ClosedFile(io.StringIO):
+    def write(self, text: str) -> int:
+        raise ValueError("I/O operation on closed file.")
+
+
+@pytest.mark.parametrize(
+    "stream", [BrokenPipe("flush"), BrokenPipe("write"), ClosedFile()], ids=repr
+)
+def test_a_failing_log_stream_never_raises_into_the_caller(
+    stream: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daemon.logs import dropped_lines
+
+    configure_logging("info", "json", stream)
+    before = dropped_lines()
+
+    for n in range(3):
+        get_logger("t").info("delivery.attempt", n=n)
+        logging.getLogger("aiohttp.client").warning("stdlib line %d", n)
+
+    assert dropped_lines() - before == 6
+    err = capsys.readouterr().err
+    assert err.count("webhookd: log output failed") == 1
+    assert "further log lines are dropped" in err
+    assert "Logging error" not in err
+    assert "Traceback" not in err
+
+
+def test_lines_written_before_the_failure_are_kept_and_not_counted() -> None:
+    from daemon.logs import dropped_lines
+
+    stream = BrokenPipe("flush", good_lines=2)
+    configure_logging("info", "json", stream)
+    before = dropped_lines()
+
+    for n in range(5):
+        get_logger("t").info("e", n=n)
+
+    assert [line["n"] for line in json_lines(stream)][:2] == [0, 1]
+    assert dropped_lines() - before == 3
+
+
+def test_a_failed_stream_stays_given_up_across_reconfiguration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from daemon.logs import dropped_lines
+
+    stream = BrokenPipe("write")
+    configure_logging("info", "json", stream)
+    get_logger("t").info("first")
+    configure_logging("debug", "json", stream)  # a reload re-applies log.level to the stream
+    before = dropped_lines()
+    get_logger("t").info("second")
+
+    assert dropped_lines() - before == 1
+    assert stream.calls == 1  # the failed stream was not tried again
+    assert capsys.readouterr().err.count("log output failed") == 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from daemon import logs
 from daemon.metrics import Metrics
 
 
@@ -28,3 +30,22 @@ def test_known_label_values_are_exported_at_zero_from_the_start() -> None:
     for name, (label, values) in expected.items():
         for value in values:
             assert samples[(name, ((label, value),))] == 0.0, (name, value)
+
+
+def dropped_log_lines(metrics: Metrics) -> float:
+    text = metrics.render().decode()
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name.endswith("dropped")]
+    assert family.type == "counter"
+    (sample,) = family.samples
+    assert sample.name == "webhookd_log_lines_dropped_total"
+    return sample.value
+
+
+def test_dropped_log_lines_are_counted_at_each_scrape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """logs.py counts before any Metrics exists; the count is read when scraped."""
+    metrics = Metrics()
+    monkeypatch.setattr(logs._dropped, "count", 0)
+    assert dropped_log_lines(metrics) == 0
+
+    monkeypatch.setattr(logs._dropped, "count", 7)
+    assert dropped_log_lines(metrics) == 7

@@ -14,7 +14,7 @@ from daemon.cli.endpoint_update import or_default
 from daemon.endpoint_update import KEEP, EndpointUpdate, updated_spec
 from daemon.messages import parse_payload, parse_when, payload_value
 from daemon.models import Delivery, SignatureSpec
-from daemon.retry import parse_duration
+from daemon.units import parse_duration
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from daemon.ratelimit import Rate, TokenBucket, default_burst, parse_rate
+from daemon.ratelimit import TokenBucket, default_burst
+from daemon.units import Rate, parse_rate
 from tests.unit.conftest import FakeClock
 
 

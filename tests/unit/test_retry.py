@@ -9,16 +9,8 @@ from email.utils import format_datetime
 import pytest
 
 from daemon.models import AttemptResult, RetryDecision
-from daemon.retry import (
-    DEFAULT_SCHEDULE_S,
-    decide,
-    describe_failure,
-    format_duration,
-    format_schedule,
-    parse_duration,
-    parse_retry_after,
-    parse_schedule,
-)
+from daemon.retry import DEFAULT_SCHEDULE_S, decide, describe_failure, parse_retry_after
+from daemon.units import format_duration, format_schedule, parse_duration, parse_schedule
 
 HTTP_500 = AttemptResult(started_at_s=0, duration_s=0.1, status_code=500, error_class="http_500")
 TIMEOUT = AttemptResult(
@@ -224,7 +216,8 @@ def test_every_ordinary_failure_is_retried(result: AttemptResult) -> None:
 
 
 @pytest.mark.parametrize(
-    "error_class", ["refused_destination", "payload_too_large", "endpoint_deleted"]
+    "error_class",
+    ["refused_destination", "payload_too_large", "endpoint_deleted", "invalid_message"],
 )
 def test_failure_retrying_cannot_fix_dead_letters_at_once(error_class: str) -> None:
     decision = decide_exact(1, failed(error_class=error_class, error="nope"), DEFAULT_SCHEDULE_S)
