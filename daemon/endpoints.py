@@ -1,7 +1,7 @@
 """Endpoints: validating what an operator asks for, and turning rows into `Endpoint`s.
 
 Admin operations (add, list, enable, disable, delete, re-encryption) live here so that the
-CLI only parses and prints; the daemon uses `load_endpoints` for its cache. Secrets and header
+CLI only parses and prints; the daemon uses `fetch_endpoints` for its cache. Secrets and header
 values go through a `SecretBox` on the way in and out (stored encrypted when keys are set).
 """
 
@@ -296,28 +296,39 @@ def stored_header_names(rec: Record) -> list[str]:
     return [name for name, _ in _header_pairs(rec["headers"])]
 
 
-async def load_endpoints(
-    store: Store, box: SecretBox, *, skip_unreadable: bool = False
-) -> list[Endpoint]:
-    """Every live endpoint with secrets in clear. One whose secrets cannot be decrypted raises
-    `SecretKeyError`, or with `skip_unreadable` (a running daemon's reload) is left out and
-    logged: its deliveries wait rather than the whole daemon stopping."""
+async def fetch_endpoints(
+    store: Store, box: SecretBox, endpoint_ids: Sequence[str]
+) -> tuple[dict[str, Endpoint], dict[str, str]]:
+    """The given live endpoints with secrets in clear, and why each of the others cannot be
+    used: deleted, secrets that cannot be decrypted with these keys, or a malformed row
+    (written by SQL). Those are logged; their deliveries wait rather than the daemon stop."""
     now_s = time.time()
-    loaded = []
-    for rec in await store.fetch("load_endpoints"):
+    loaded: dict[str, Endpoint] = {}
+    refused: dict[str, str] = {}
+    for rec in await store.fetch("endpoints_by_id", endpoint_ids=list(endpoint_ids)):
         try:
-            loaded.append(endpoint_from_record(rec, now_s, box=box))
+            loaded[rec["id"]] = endpoint_from_record(rec, now_s, box=box)
         except SecretKeyError as exc:
-            if not skip_unreadable:
-                raise
+            refused[rec["id"]] = str(exc)
             _log().error("endpoints.secrets_unreadable", endpoint=rec["id"], error=str(exc))
         except (ValueError, TypeError, KeyError, IndexError) as exc:
-            # A malformed row (written by SQL) must not stop every other endpoint loading, at
-            # start-up (a crash loop) or on reload: it is left out and its deliveries wait.
-            _log().error(
-                "endpoints.invalid", endpoint=rec["id"], error=f"{type(exc).__name__}: {exc}"
-            )
-    return loaded
+            refused[rec["id"]] = f"{type(exc).__name__}: {exc}"
+            _log().error("endpoints.invalid", endpoint=rec["id"], error=refused[rec["id"]])
+    for endpoint_id in endpoint_ids:
+        if endpoint_id not in loaded and endpoint_id not in refused:
+            refused[endpoint_id] = "deleted"
+    return loaded, refused
+
+
+async def check_secrets_readable(store: Store, box: SecretBox) -> None:
+    """Refuse to start when a stored secret cannot be opened (WEBHOOKD_SECRET_KEYS missing or
+    wrong): raises `SecretKeyError`. One sealed endpoint is tried, not the whole table."""
+    rec = await store.fetchrow("endpoint_sealed_sample", sealed_prefix=PREFIX)
+    if rec is None:
+        return
+    # a malformed row is left out when it is claimed, and logged then
+    with contextlib.suppress(ValueError, TypeError, KeyError, IndexError):
+        endpoint_from_record(rec, box=box)
 
 
 async def get_endpoint(store: Store, endpoint_id: str) -> Record:

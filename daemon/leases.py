@@ -53,10 +53,10 @@ class Leases:
         self._clock = clock
         self._held: dict[int, _Held] = {}
 
-    def add(self, deliveries: Iterable[Delivery], lease_s: float, sent_at: float) -> None:
-        """Leases taken by a claim sent at `sent_at` (monotonic)."""
+    def add(self, deliveries: Iterable[Delivery], sent_at: float) -> None:
+        """Leases taken by a claim sent at `sent_at` (monotonic), each `lease_s` long."""
         for d in deliveries:
-            self._held[d.id] = _Held(d.lease_token, lease_s, sent_at + lease_s)
+            self._held[d.id] = _Held(d.lease_token, d.lease_s, sent_at + d.lease_s)
 
     def covers(self, delivery: Delivery, needed_s: float) -> bool:
         """Whether this process still holds the delivery's lease for `needed_s` more seconds."""

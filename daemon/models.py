@@ -68,6 +68,9 @@ class Delivery:
     lease_token: int = 0
     # the payload's size in bytes; a payload over delivery.max_payload is not loaded at all
     payload_bytes: int = -1
+    ordering_key: str | None = None
+    lease_s: float = 0.0  # the lease the claim took: the endpoint's timeout plus the margin
+    endpoint_version: int = 0  # the endpoint's settings version when it was claimed
 
     @property
     def size(self) -> int:
@@ -93,6 +96,9 @@ class Delivery:
             attempt_base=rec["attempt_base"],
             lease_token=rec["lease_token"],
             payload_bytes=rec["payload_bytes"],
+            ordering_key=rec["ordering_key"],
+            lease_s=float(rec["lease_s"]),
+            endpoint_version=rec["endpoint_version"],
         )
 
 

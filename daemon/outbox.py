@@ -1,9 +1,14 @@
 """The claim loop: wake on NOTIFY, a timer or the poll interval; lease what can start soon.
 
-Claims are one statement (lock, then lease) sized by the scheduler: only as many as the
-free slots can start within about half a second, and per endpoint only what its bucket
-allows within the claim horizon, so a backlog stays in PostgreSQL. Expired leases (a
-crashed instance) are returned to pending here too.
+Claims are driven by what is due, never by the list of endpoints: the claim statement walks
+the endpoints whose `due_at` has come (migrations/0008_due_endpoints.sql), least recently
+served first, and takes only as many deliveries as the free slots can start within about half
+a second, so a backlog stays in PostgreSQL and a million idle endpoints cost nothing. Wakes
+(appended by whatever makes a delivery pending) are folded into `due_at` before a claim when
+a NOTIFY or the poll says there may be some. The settings of the endpoints claimed are
+fetched once and kept by the scheduler (a bounded cache), refreshed when the endpoints
+trigger names one, or when a claim shows a newer version. Expired leases (a crashed
+instance) are returned to pending here too.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import structlog
 
+from daemon.config import Config
 from daemon.errors import DatabaseUnavailable
 from daemon.leases import Leases
 from daemon.models import Delivery, Endpoint
@@ -25,11 +31,16 @@ log = structlog.get_logger("webhookd.outbox")
 
 OUTBOX_CHANNEL = "webhookd_outbox"
 ENDPOINTS_CHANNEL = "webhookd_endpoints"
-ENDPOINT_REFRESH_S = 30.0
 RESCUE_EVERY_S = 5.0
-RECHECK_S = 0.5  # due work that a shared limit held back: look again this soon
+HELD_SWEEP_EVERY_S = 300.0  # ordered deliveries a missed release left held (a safety net)
+RECHECK_S = 0.5  # something due that this daemon could not claim: look again this soon
 MIN_WAIT_S = 0.005  # never claim in a tighter loop than this
-QUARANTINE_S = 60.0  # an endpoint whose claim PostgreSQL refuses is left out this long
+QUARANTINE_S = 60.0  # an endpoint whose claim or settings PostgreSQL refuses is left out
+ABSORB_BATCH = 10_000
+HOLD_LIMIT = 256  # blocked ordered deliveries held per endpoint per claim
+SWEEP_BATCH = 1_000
+
+FetchEndpoints = Callable[[Sequence[str]], Awaitable[tuple[dict[str, Endpoint], dict[str, str]]]]
 
 
 class Claimer:
@@ -41,12 +52,9 @@ class Claimer:
         scheduler: Scheduler,
         *,
         instance: str,
-        lease_s: Callable[[], float],
+        config: Callable[[], Config],
+        fetch_endpoints: FetchEndpoints,
         leases: Leases | None = None,
-        max_payload_bytes: Callable[[], int] = lambda: 1 << 20,
-        dead_letters_block: bool = False,
-        poll_interval_s: float,
-        load_endpoints: Callable[[], Awaitable[list[Endpoint]]] | None = None,
         on_orphans: Callable[[list[Delivery]], None] | None = None,
         on_claim: Callable[[int], None] | None = None,
         on_db_error: Callable[[str], None] | None = None,
@@ -54,20 +62,20 @@ class Claimer:
         self._store = store
         self._scheduler = scheduler
         self._instance = instance
-        self._lease_s = lease_s
+        self._config = config  # read every round: a reload applies at once
+        self._fetch_endpoints = fetch_endpoints
         self._leases = leases if leases is not None else Leases()
-        self._max_payload_bytes = max_payload_bytes
-        self._dead_letters_block = dead_letters_block
-        self._quarantined: dict[str, float] = {}  # endpoint id -> monotonic time it ends
-        self._poll_s = poll_interval_s
-        self._load_endpoints = load_endpoints
         self._on_orphans = on_orphans or (lambda _d: None)
         self._on_claim = on_claim or (lambda _n: None)
         self._on_db_error = on_db_error or (lambda _op: None)
-        self._wake = asyncio.Event()
-        self._endpoints_stale = True
-        self._last_refresh = 0.0
+        self._quarantined: dict[str, float] = {}  # endpoint id -> monotonic time it ends
+        self._stale: set[str] = set()  # cached endpoints a NOTIFY said changed
+        self._refresh_all = False  # the LISTEN connection was lost: changes may be missed
+        self._wakes_pending = True
+        self._last_absorb = 0.0
         self._last_rescue = 0.0
+        self._next_sweep = 0.0
+        self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._stopping = False
@@ -78,10 +86,17 @@ class Claimer:
     def wake(self) -> None:
         self._wake.set()
 
-    def configure(self, *, poll_interval_s: float, dead_letters_block: bool) -> None:
-        """New settings from a configuration reload; the next round uses them."""
-        self._poll_s = poll_interval_s
-        self._dead_letters_block = dead_letters_block
+    def reconfigured(self) -> None:
+        """A reload: look again at once; a change of ordering_on_dead_letter may unblock
+        ordered deliveries held behind a dead letter."""
+        self._next_sweep = 0.0
+        self._wake.set()
+
+    def note_wakes(self) -> None:
+        """This daemon wrote something that appends wakes (retries, releases): fold them in
+        before the next claim."""
+        self._wakes_pending = True
+        self._wake.set()
 
     def wake_in(self, delay_s: float) -> None:
         """Claim again at `now + delay_s` (e.g. when a retry falls due)."""
@@ -97,9 +112,14 @@ class Claimer:
         self._timer, self._timer_at = None, float("inf")
         self._wake.set()
 
-    def on_notify(self, channel: str) -> None:
+    def on_notify(self, channel: str, payload: str) -> None:
         if channel == ENDPOINTS_CHANNEL:
-            self._endpoints_stale = True
+            if self._scheduler.endpoint(payload) is not None:
+                self._stale.add(payload)
+            # its row changed (fixed, perhaps): a quarantine for what it was is lifted
+            self._quarantined.pop(payload, None)
+        else:
+            self._wakes_pending = True
         self._wake.set()
 
     def stop(self) -> None:
@@ -137,8 +157,9 @@ class Claimer:
         hungry = self._scheduler.hunger
         if self._stopping or wait_s == 0:
             return
+        poll_s = self._config().outbox.poll_interval_s
         waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(hungry.wait())]
-        timeout = self._poll_s if wait_s is None else min(wait_s, self._poll_s)
+        timeout = poll_s if wait_s is None else min(wait_s, poll_s)
         _, pending = await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
         for task in pending:
             task.cancel()
@@ -152,11 +173,10 @@ class Claimer:
         if capacity <= 0:
             return None
         quotas = self._scheduler.quotas(capacity).without(self._quarantine_now())
-        claimed: list[Delivery] = []
-        if quotas:
-            claimed = await self._claim(quotas, capacity)
-            self._on_claim(len(claimed))
-            self._scheduler.count_held_back(claimed)
+        claimed = await self._claim(quotas, capacity)
+        self._on_claim(len(claimed))
+        if claimed:
+            await self._attach_endpoints(claimed)
             orphans = self._scheduler.submit(claimed)
             if orphans:
                 self._on_orphans(orphans)
@@ -164,61 +184,96 @@ class Claimer:
             # More is due. Claim again at once only when a claim would be worth its round
             # trip (the scheduler's `hunger` test); otherwise a finishing attempt wakes us.
             return 0.0 if self._scheduler.wants_claim() else None
-        return await self._next_wake_s(quotas.ids)
+        return await self._next_wake_s(quotas, got_some=bool(claimed))
 
+    # -- claiming --------------------------------------------------------------------
     async def _claim(self, quotas: Quotas, capacity: int) -> list[Delivery]:
         """One claim statement; its leases are held (and renewed) from the moment it is sent.
-        If PostgreSQL refuses it, each endpoint is claimed on its own to find the one that
-        causes it, which is left out for a while (logged); the others go on."""
+        If PostgreSQL refuses it, the due endpoints are claimed one at a time to find the one
+        whose row causes it, which is left out for a while (logged); the others go on."""
         try:
             return await self._claim_once(quotas, capacity)
-        except StoreError:
-            if len(quotas.ids) == 1:
-                raise
-        claimed: list[Delivery] = []
-        refused: list[tuple[str, StoreError]] = []
-        tried = 0
-        for one in quotas.each():
-            if len(claimed) >= capacity:
-                break
-            tried += 1
-            try:
-                claimed += await self._claim_once(one, capacity - len(claimed))
-            except StoreError as exc:
-                refused.append((one.ids[0], exc))
-        if len(refused) == tried:
-            raise refused[0][1]  # not one endpoint's doing: back off and try again
-        for endpoint_id, error in refused:
-            self._quarantine(endpoint_id, error)
-        return claimed
+        except StoreError as refusal:
+            suspects = [
+                r["endpoint_id"]
+                for r in await self._store.fetch(
+                    "due_endpoints", limit=capacity, excluded_ids=quotas.excluded()
+                )
+            ]
+            claimed: list[Delivery] = []
+            refused: list[tuple[str, StoreError]] = []
+            for endpoint_id in suspects:
+                try:
+                    claimed += await self._claim_once(quotas, capacity, only=endpoint_id)
+                except StoreError as exc:
+                    refused.append((endpoint_id, exc))
+            if not refused or (len(suspects) > 1 and len(refused) == len(suspects)):
+                raise refusal from None  # not one endpoint's doing: back off, try again
+            for endpoint_id, error in refused:
+                self._quarantine(endpoint_id, error)
+            return claimed
 
-    async def _claim_once(self, quotas: Quotas, limit: int) -> list[Delivery]:
-        lease_s = self._lease_s()
+    async def _claim_once(
+        self, quotas: Quotas, limit: int, only: str | None = None
+    ) -> list[Delivery]:
+        cfg = self._config()
         sent_at = time.monotonic()
         rows = await self._store.fetch(
             "claim",
-            endpoint_ids=quotas.ids,
-            quotas=quotas.counts,
             limit=limit,
-            lease_s=lease_s,
+            max_endpoints=1 if only else limit,
+            default_quota=quotas.default,
+            local_ids=quotas.ids,
+            local_quotas=quotas.counts,
+            default_rate_per_s=cfg.ratelimit.default_rate_per_s,
+            default_burst=cfg.ratelimit.default_burst,
+            default_timeout_s=cfg.delivery.timeout_s,
+            lease_margin_s=cfg.outbox.lease_margin_s,
+            dead_letters_block=cfg.outbox.ordering_on_dead_letter == "block",
             instance=self._instance,
-            rates_per_s=quotas.rates_per_s,
-            bursts=quotas.bursts,
-            max_in_flight=quotas.max_in_flight,
-            dead_letters_block=self._dead_letters_block,
-            max_payload_bytes=self._max_payload_bytes(),
+            max_payload_bytes=cfg.delivery.max_payload_bytes,
+            free_slots=quotas.free_slots,
+            hold_limit=HOLD_LIMIT,
+            only_endpoint_id=only,
         )
-        claimed = [Delivery.from_record(r) for r in rows]
-        self._leases.add(claimed, lease_s, sent_at)
+        claimed = [Delivery.from_record(r) for r in rows if r["id"] is not None]
+        self._leases.add(claimed, sent_at)
+        self._scheduler.held_back(sum(r["rate_limited"] for r in rows if r["id"] is None))
         return claimed
 
-    def _quarantine(self, endpoint_id: str, exc: Exception | None = None) -> None:
+    async def _attach_endpoints(self, claimed: list[Delivery]) -> None:
+        """Make sure the scheduler knows the current settings of every endpoint claimed: one
+        query for those it has not cached, or cached at an older version. An endpoint that
+        cannot be used (deleted meanwhile, unreadable) is left out for a while; its deliveries
+        go back."""
+        versions = {d.endpoint_id: d.endpoint_version for d in claimed}
+        missing = [
+            ep_id
+            for ep_id, version in versions.items()
+            if (cached := self._scheduler.endpoint(ep_id)) is None or cached.version < version
+        ]
+        if missing:
+            await self._refresh(missing)
+
+    async def _refresh(self, endpoint_ids: Iterable[str]) -> None:
+        loaded, refused = await self._fetch_endpoints(list(endpoint_ids))
+        orphans: list[Delivery] = []
+        for endpoint in loaded.values():
+            orphans += self._scheduler.update_endpoint(endpoint)
+        for endpoint_id, why in refused.items():
+            orphans += self._scheduler.remove_endpoint(endpoint_id)
+            if why != "deleted":
+                self._quarantine(endpoint_id, why)
+        if orphans:
+            self._on_orphans(orphans)
+
+    def _quarantine(self, endpoint_id: str, error: Exception | str | None = None) -> None:
         self._quarantined[endpoint_id] = time.monotonic() + QUARANTINE_S
         log.error(
             "outbox.endpoint_quarantined",
             endpoint=endpoint_id,
             seconds=QUARANTINE_S,
-            error=None if exc is None else str(exc),
+            error=None if error is None else str(error),
         )
 
     def _quarantine_now(self) -> set[str]:
@@ -227,43 +282,80 @@ class Claimer:
             del self._quarantined[endpoint_id]
         return set(self._quarantined)
 
-    async def _next_wake_s(self, offered: list[str]) -> float | None:
+    async def _next_wake_s(self, quotas: Quotas, *, got_some: bool) -> float | None:
         """When to claim again, short of a NOTIFY or a finishing attempt (which wake us):
-        the earliest future retry of an endpoint that was offered a quota, or, for one whose
-        due work was not all claimed (its shared bucket was empty, another daemon paused or
-        was claiming it), when it may have a token again. Endpoints held back in this process
-        (pause, empty bucket) are looked at again when that ends; asking the database about
-        their backlog, which is due already, would make this loop spin."""
-        waits = [
-            hint
-            for ep_id in set(self._scheduler.endpoint_ids()) - set(offered)
-            if (hint := self._scheduler.wait_hint(ep_id)) is not None
-        ]
-        if offered:
-            for row in await self._store.fetch("next_due", endpoint_ids=offered):
-                if row["next_at"] is None:
-                    continue
-                gap_s = float((row["next_at"] - row["db_now"]).total_seconds())
-                hint = self._scheduler.wait_hint(row["endpoint_id"])
-                waits.append(gap_s if gap_s > 0 else hint or RECHECK_S)
+        when the next endpoint falls due (an index lookup, whatever the number of endpoints),
+        or when one held back here (a pause, an empty bucket) may go on. An endpoint due now
+        that this claim did not take (another daemon was claiming it) is looked at again
+        soon, not at once."""
+        excluded = [*quotas.excluded(), *self._quarantined]
+        row = await self._store.fetchrow("next_due_at", excluded_ids=excluded)
+        waits = [w for w in [self._scheduler.local_wait_s()] if w is not None]
+        if row is not None and row["due_at"] is not None:
+            gap_s = float((row["due_at"] - row["db_now"]).total_seconds())
+            waits.append(gap_s if gap_s > 0 else (MIN_WAIT_S if got_some else RECHECK_S))
         return max(MIN_WAIT_S, min(waits)) if waits else None
 
+    # -- housekeeping ----------------------------------------------------------------
     async def _housekeeping(self) -> None:
         now = time.monotonic()
-        if self._load_endpoints is not None and (
-            self._endpoints_stale or now - self._last_refresh > ENDPOINT_REFRESH_S
-        ):
-            self._endpoints_stale = False
-            endpoints = await self._load_endpoints()
-            self._last_refresh = now
-            orphans = self._scheduler.set_endpoints(endpoints)
-            if orphans:
-                self._on_orphans(orphans)
+        await self._refresh_stale()
+        if self._wakes_pending or now - self._last_absorb >= self._config().outbox.poll_interval_s:
+            await self._absorb(now)
         if now - self._last_rescue > RESCUE_EVERY_S:
             self._last_rescue = now
             rescued = await self._store.fetch("rescue_expired", limit=1000)
             if rescued:
                 log.warning("outbox.leases_rescued", count=len(rescued))
+        if now >= self._next_sweep:
+            self._next_sweep = now + HELD_SWEEP_EVERY_S
+            await self._sweep_held()
+
+    async def _refresh_stale(self) -> None:
+        if self._refresh_all:
+            self._refresh_all = False
+            self._stale |= set(self._scheduler.endpoint_ids())
+        if self._stale:
+            stale, self._stale = self._stale, set()
+            await self._refresh(stale)
+
+    async def _absorb(self, now: float) -> None:
+        """Fold the wakes appended since last time into due_at (in batches)."""
+        self._wakes_pending = False
+        self._last_absorb = now
+        while True:
+            try:
+                wakes = await self._store.fetchval("absorb_wakes", limit=ABSORB_BATCH)
+            except StoreError as exc:
+                # claims go on with the due times already set; the next round tries again
+                self._on_db_error("claim")
+                log.error("outbox.absorb_failed", error=str(exc))
+                return
+            if wakes < ABSORB_BATCH:
+                return
+
+    async def _sweep_held(self) -> None:
+        """Release ordered deliveries held behind a key that nothing blocks any more: the
+        recorder releases them as it goes; this catches what it could not (a daemon killed
+        between, or a reload from "block" to "skip")."""
+        block = self._config().outbox.ordering_on_dead_letter == "block"
+        after_endpoint, after_key, released = "", "", 0
+        while True:
+            row = await self._store.fetchrow(
+                "release_held_sweep",
+                limit=SWEEP_BATCH,
+                after_endpoint_id=after_endpoint,
+                after_ordering_key=after_key,
+                dead_letters_block=block,
+            )
+            if row is None or row["keys"] == 0:
+                break
+            released += row["released"]
+            after_endpoint, after_key = row["last_endpoint_id"], row["last_ordering_key"]
+            if row["keys"] < SWEEP_BATCH:
+                break
+        if released:
+            log.info("outbox.held_released", count=released)
 
     # -- LISTEN ----------------------------------------------------------------------
     async def listen(self) -> None:
@@ -276,7 +368,8 @@ class Claimer:
                     [OUTBOX_CHANNEL, ENDPOINTS_CHANNEL], self.on_notify
                 )
                 backoff_s = 0.1
-                self._endpoints_stale = True  # changes may have been missed while away
+                self._refresh_all = True  # changes may have been missed while away
+                self._wakes_pending = True
                 self._wake.set()
                 await listener.wait_closed()
                 log.warning("outbox.listen_lost")

@@ -96,6 +96,15 @@ def health_column(outcomes: Sequence[Outcome]) -> list[bool | None]:
     return [o.result.ok if o.result.about_endpoint else None for o in outcomes]
 
 
+def finishes_its_key(outcome: Outcome, dead_letters_block: bool) -> bool:
+    """Whether this outcome ends its ordered delivery's turn: delivered, or dead-lettered
+    when dead letters do not block their key."""
+    if outcome.delivery.ordering_key is None:
+        return False
+    status = outcome_status(outcome)
+    return status is Status.DELIVERED or (status is Status.FAILED and not dead_letters_block)
+
+
 @dataclass(frozen=True)
 class Write:
     """A state change other than an outcome: one named query. `releases` are the leases it
@@ -153,6 +162,7 @@ class Recorder:
         on_written: Callable[[Sequence[Outcome]], None] | None = None,
         on_released: Callable[[Sequence[Delivery]], None] | None = None,
         on_db_error: Callable[[str], None] | None = None,
+        dead_letters_block: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -168,6 +178,7 @@ class Recorder:
         self._on_written = on_written
         self._on_released = on_released
         self._on_db_error = on_db_error
+        self._dead_letters_block = dead_letters_block
         self._clock = clock
         self._wall_clock = wall_clock
         self.healthy = True
@@ -261,12 +272,27 @@ class Recorder:
             change.on_done(rows)
 
     async def _write(self, batch: Sequence[Outcome]) -> None:
-        await self._store.fetchval(
-            "record_outcomes",
+        params = {
             **outcome_columns(batch, self._clock(), self._wall_clock()),
-            instance=self._instance,
-            succeeded=health_column(batch),
-        )
+            "instance": self._instance,
+            "succeeded": health_column(batch),
+        }
+        block = self._dead_letters_block()
+        finished = [o.delivery for o in batch if finishes_its_key(o, block)]
+        if not finished:
+            await self._store.fetchval("record_outcomes", **params)
+            return
+        # An ordered delivery finished: the next one of its key, held behind it, goes on. In
+        # the same transaction, as a second statement that sees what claims held meanwhile
+        # (migrations/0009_ordering_held.sql).
+        async with self._store.transaction() as tx:
+            await tx.fetchrow("record_outcomes", **params)
+            await tx.fetch(
+                "release_held",
+                endpoint_ids=[d.endpoint_id for d in finished],
+                ordering_keys=[d.ordering_key for d in finished],
+                dead_letters_block=block,
+            )
 
     async def _write_singly(self, batch: Sequence[Outcome]) -> None:
         for outcome in batch:

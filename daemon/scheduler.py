@@ -13,10 +13,9 @@ import asyncio
 import contextlib
 import math
 import time
-from collections import Counter, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from daemon.breaker import BreakerSettings, CircuitBreaker, State
 from daemon.models import Delivery, Endpoint
@@ -51,90 +50,87 @@ class Lane:
 
 @dataclass
 class Quotas:
-    """Claim arguments, one entry per endpoint: how many to lease and the shared limits the
-    claim statement enforces (rate and burst, and an explicit max in flight)."""
+    """What this daemon asks of a claim: its own quota for the endpoints it is busy with (0
+    leaves one out: at its in-flight cap here, paused here, quarantined), `default` for every
+    other due endpoint, and the slots free to start rate-limited deliveries at once. The
+    claim statement applies the limits shared by every daemon on top."""
 
     ids: list[str] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
-    rates_per_s: list[float | None] = field(default_factory=list)
-    bursts: list[int | None] = field(default_factory=list)
-    max_in_flight: list[int | None] = field(default_factory=list)
+    default: int = 0
+    free_slots: int = 0
 
-    def add(self, lane: Lane, n: int) -> None:
-        self.ids.append(lane.endpoint.id)
-        self.counts.append(n)
-        self.rates_per_s.append(lane.bucket.rate_per_s if lane.bucket else None)
-        self.bursts.append(lane.bucket.burst if lane.bucket else None)
-        self.max_in_flight.append(lane.endpoint.max_in_flight)
+    def excluded(self) -> list[str]:
+        return [ep_id for ep_id, n in zip(self.ids, self.counts, strict=True) if n <= 0]
 
-    def __bool__(self) -> bool:
-        return bool(self.ids)
-
-    def without(self, endpoint_ids: set[str]) -> Quotas:
+    def without(self, endpoint_ids: Iterable[str]) -> Quotas:
         """The same quotas with some endpoints left out."""
-        if not endpoint_ids:
+        leave_out = set(endpoint_ids)
+        if not leave_out:
             return self
-        kept = Quotas()
-        for entry in zip(*self._columns(), strict=True):
-            if entry[0] not in endpoint_ids:
-                for column, value in zip(kept._columns(), entry, strict=True):
-                    column.append(value)
-        return kept
+        kept = [(e, n) for e, n in zip(self.ids, self.counts, strict=True) if e not in leave_out]
+        pairs = kept + [(e, 0) for e in sorted(leave_out)]
+        return Quotas([e for e, _ in pairs], [n for _, n in pairs], self.default, self.free_slots)
 
-    def each(self) -> list[Quotas]:
-        """One Quotas per endpoint, in order."""
-        out = []
-        for entry in zip(*self._columns(), strict=True):
-            one = Quotas()
-            for column, value in zip(one._columns(), entry, strict=True):
-                column.append(value)
-            out.append(one)
-        return out
 
-    def _columns(self) -> tuple[list[Any], ...]:
-        return (self.ids, self.counts, self.rates_per_s, self.bursts, self.max_in_flight)
+# Endpoints kept in memory (the endpoint cache), least recently claimed dropped first; an
+# endpoint with work here is never dropped.
+MAX_LANES = 10_000
 
 
 class Scheduler:
     """Holds claimed deliveries until they may start; counts what is in flight."""
 
-    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_lanes: int = MAX_LANES,
+    ) -> None:
         self._limits = limits
         self._clock = clock
-        self._lanes: dict[str, Lane] = {}
+        self._max_lanes = max_lanes
+        # one lane per endpoint claimed lately: its settings (the endpoint cache), queue,
+        # counters, bucket and breaker; in least recently claimed order
+        self._lanes: OrderedDict[str, Lane] = OrderedDict()
+        # lanes whose quota is not the default: work queued or in flight, a pause, a breaker
+        # that is not closed (pruned when they settle)
+        self._active: set[str] = set()
         self._order: deque[str] = deque()  # round-robin order of lanes with queued work
         self._in_flight = 0
         self._queued = 0
         self._changed = asyncio.Event()
         self._completions = _RateMeter(clock)
-        self._rotation = 0
         # Set when enough slots are free that a new claim is worth a round trip.
         self.hunger = asyncio.Event()
-        # Endpoints held back by their rate limit while they had due work: a claim that took
-        # all its bucket allowed (`count_held_back`), or a claimed delivery that waited for a
-        # token. `_bucket_bound`: the quotas of the last `quotas()` that a bucket cut.
+        # Endpoints held back by their rate limit while they had due work: counted by the
+        # claim statement (`held_back`), or a claimed delivery that waited for a token here.
         self.rate_limited_waits = 0
-        self._bucket_bound: dict[str, int] = {}
 
     # -- endpoints -------------------------------------------------------------------
-    def set_endpoints(self, endpoints: Iterable[Endpoint]) -> list[Delivery]:
-        """Replace the endpoint set; returns queued deliveries whose endpoint is gone."""
-        fresh = {e.id: e for e in endpoints}
-        orphans: list[Delivery] = []
-        for ep_id in list(self._lanes):
-            lane = self._lanes[ep_id]
-            endpoint = fresh.get(ep_id)
-            if endpoint is None or not endpoint.enabled:
-                orphans.extend(self._drop_queue(lane))
-                if lane.in_flight == 0:
-                    del self._lanes[ep_id]
-                else:  # kept until its attempts finish, but never picked again
-                    lane.endpoint = replace(lane.endpoint, enabled=False)
-        for endpoint in fresh.values():
-            if endpoint.enabled:
-                self._upsert(endpoint)
+    def update_endpoint(self, endpoint: Endpoint) -> list[Delivery]:
+        """An endpoint's current settings (claimed for the first time, or changed). One that
+        is disabled keeps no queue: returns its queued deliveries, whose leases go back."""
+        if not endpoint.enabled:
+            lane = self._lanes.get(endpoint.id)
+            if lane is None:
+                return []
+            lane.endpoint = endpoint
+            return self._retire(lane)
+        self._upsert(endpoint)
+        self._lanes.move_to_end(endpoint.id)
+        self._evict()
         self._changed.set()
-        return orphans
+        return []
+
+    def remove_endpoint(self, endpoint_id: str) -> list[Delivery]:
+        """An endpoint deleted (or whose row cannot be read): returns its queued deliveries."""
+        lane = self._lanes.get(endpoint_id)
+        if lane is None:
+            return []
+        lane.endpoint = replace(lane.endpoint, enabled=False)
+        return self._retire(lane)
 
     def disable(self, endpoint_id: str) -> list[Delivery] | None:
         """Stop starting deliveries of an endpoint at once (the daemon disabled it), as if
@@ -143,13 +139,30 @@ class Scheduler:
         lane = self._lanes.get(endpoint_id)
         if lane is None or not lane.endpoint.enabled:
             return None
+        lane.endpoint = replace(lane.endpoint, enabled=False)
+        return self._retire(lane)
+
+    def _retire(self, lane: Lane) -> list[Delivery]:
+        """No more starts for this lane; it goes once its attempts finish."""
         dropped = self._drop_queue(lane)
         if lane.in_flight == 0:
-            del self._lanes[endpoint_id]
-        else:  # kept until its attempts finish, but never picked again
-            lane.endpoint = replace(lane.endpoint, enabled=False)
+            self._forget_lane(lane.endpoint.id)
         self._changed.set()
         return dropped
+
+    def _forget_lane(self, endpoint_id: str) -> None:
+        del self._lanes[endpoint_id]
+        self._active.discard(endpoint_id)
+
+    def _evict(self) -> None:
+        """Keep at most `max_lanes` lanes: drop the least recently claimed idle ones."""
+        excess = len(self._lanes) - self._max_lanes
+        for ep_id in list(self._lanes):
+            if excess <= 0:
+                return
+            if not self._is_active(self._lanes[ep_id]):
+                self._forget_lane(ep_id)
+                excess -= 1
 
     def set_limits(self, limits: Limits) -> None:
         self._limits = limits
@@ -157,7 +170,12 @@ class Scheduler:
             self._upsert(lane.endpoint)
         self._changed.set()
 
+    def endpoint_ids(self) -> list[str]:
+        """The endpoints cached here."""
+        return list(self._lanes)
+
     def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """The cached settings of an endpoint, if this daemon has claimed it lately."""
         lane = self._lanes.get(endpoint_id)
         return lane.endpoint if lane else None
 
@@ -201,6 +219,14 @@ class Scheduler:
         self._queued -= len(dropped)
         return dropped
 
+    def _is_active(self, lane: Lane) -> bool:
+        return bool(
+            lane.queue
+            or lane.in_flight
+            or lane.paused_until > self._clock()
+            or (lane.breaker is not None and lane.breaker.state is not State.CLOSED)
+        )
+
     # -- claiming --------------------------------------------------------------------
     def _target(self) -> int:
         """Deliveries worth holding: enough to keep every slot busy for about half a second
@@ -226,73 +252,59 @@ class Scheduler:
                 total += min(len(lane.queue), max(0, self._cap(lane) - lane.in_flight))
         return total
 
-    def endpoint_ids(self) -> list[str]:
-        return [ep_id for ep_id, lane in self._lanes.items() if lane.endpoint.enabled]
-
     def quotas(self, capacity: int) -> Quotas:
-        """Per-endpoint claim limits, rotated each call so every endpoint gets first pick.
+        """This daemon's claim limits. Only endpoints it is busy with get an entry; a due
+        endpoint it has nothing of gets `default`: twice the per-endpoint cap, as much as it
+        could start at once and again.
 
         Tokens are spent when claimed, so rate-limited deliveries are claimed only as far as
-        free slots can start them at once, counted across all such endpoints together: one
-        left waiting for a slot would reach its receiver late, in a bunch with later ones."""
-        lanes = list(self._lanes.values())
-        if lanes:
-            shift = self._rotation % len(lanes)
-            lanes = lanes[shift:] + lanes[:shift]
-            self._rotation += 1
+        free slots can start them at once (`free_slots`): one left waiting for a slot would
+        reach its receiver late, in a bunch with later ones."""
+        default_cap = min(self._limits.endpoint_max_in_flight, self._limits.concurrency)
         free = self._limits.concurrency - self._in_flight - self._startable()
-        quotas = Quotas()
-        self._bucket_bound = {}
-        for lane in lanes:
-            n, bucket_bound = self._quota(lane, capacity)
-            if lane.bucket is not None:
-                if free < n:
-                    n, bucket_bound = free, False
-                free -= max(0, n)
-            if n > 0:
-                quotas.add(lane, n)
-                if bucket_bound:
-                    self._bucket_bound[lane.endpoint.id] = n
+        quotas = Quotas(default=max(0, min(capacity, default_cap * 2)), free_slots=max(0, free))
+        for ep_id in list(self._active):
+            lane = self._lanes.get(ep_id)
+            if lane is None or not self._is_active(lane):
+                self._active.discard(ep_id)
+                continue
+            n = self._quota(lane, capacity)
+            if n != quotas.default:
+                quotas.ids.append(ep_id)
+                quotas.counts.append(n)
         return quotas
 
-    def _quota(self, lane: Lane, capacity: int) -> tuple[int, bool]:
-        """(quota, whether the endpoint's token bucket is what limits it)."""
+    def _quota(self, lane: Lane, capacity: int) -> int:
         if not lane.endpoint.enabled or lane.paused_until > self._clock():
-            return 0, False
+            return 0
         cap = self._cap(lane)
         n = min(capacity, cap * 2 - lane.in_flight - len(lane.queue))
         if lane.bucket is None:
-            return max(0, n), False
+            return max(0, n)
         # The local bucket never has fewer tokens than the shared one (the database grants
         # them), so it only saves probing endpoints that have none.
         local = math.floor(lane.bucket.available() + 1e-9) - len(lane.queue)
         n = min(n, cap - lane.in_flight - len(lane.queue))
-        return max(0, min(n, local)), local < n
+        return max(0, min(n, local))
 
-    def count_held_back(self, claimed: Iterable[Delivery]) -> None:
-        """After a claim: an endpoint whose quota its token bucket cut, and which got all of
-        that quota, had due work its rate limit held back (a rate-limited wait). One that got
-        less had no more due work, or it was blocked by ordering or another daemon: not
-        counted."""
-        if not self._bucket_bound:
-            return
-        got = Counter(d.endpoint_id for d in claimed)
-        self.rate_limited_waits += sum(
-            1 for ep_id, n in self._bucket_bound.items() if got[ep_id] >= n
-        )
-        self._bucket_bound = {}
+    def held_back(self, endpoints: int) -> None:
+        """A claim found this many endpoints with due work their token bucket held back."""
+        self.rate_limited_waits += endpoints
 
-    def wait_hint(self, endpoint_id: str) -> float | None:
-        """Seconds until this endpoint may be worth claiming again (pause or token), if known."""
-        lane = self._lanes.get(endpoint_id)
-        if lane is None:
-            return None
-        pause_s = lane.paused_until - self._clock()
-        if pause_s > 0:
-            return pause_s
-        if lane.bucket is not None:
-            return max(lane.bucket.wait_s(), 1.0 / lane.bucket.rate_per_s)
-        return None
+    def local_wait_s(self) -> float | None:
+        """Seconds until an endpoint held back here (a pause, an empty bucket) may be worth
+        claiming again, if any is."""
+        now = self._clock()
+        waits = []
+        for ep_id in self._active:
+            lane = self._lanes.get(ep_id)
+            if lane is None:
+                continue
+            if lane.paused_until > now:
+                waits.append(lane.paused_until - now)
+            elif lane.bucket is not None and lane.bucket.wait_s() > 0:
+                waits.append(lane.bucket.wait_s())
+        return min(waits) if waits else None
 
     def submit(self, deliveries: Iterable[Delivery]) -> list[Delivery]:
         """Queue claimed deliveries; returns those whose endpoint is unknown or disabled."""
@@ -304,6 +316,8 @@ class Scheduler:
                 continue
             if not lane.queue:
                 self._order.append(d.endpoint_id)
+                self._active.add(d.endpoint_id)
+                self._lanes.move_to_end(d.endpoint_id)
             lane.queue.append(d)
             self._queued += 1
         self._changed.set()
@@ -376,7 +390,7 @@ class Scheduler:
         if lane is not None:
             lane.in_flight -= 1
             if lane.in_flight == 0 and not lane.endpoint.enabled:
-                del self._lanes[endpoint_id]
+                self._forget_lane(endpoint_id)
         if wake:
             self._changed.set()
         if not self.hunger.is_set() and self.wants_claim():
@@ -395,6 +409,8 @@ class Scheduler:
         if lane is None or lane.breaker is None:
             return None, 0.0, []
         changed = lane.breaker.record(ok)
+        if changed is not None:
+            self._active.add(endpoint_id)
         if changed is not State.OPEN:
             return changed, 0.0, []
         cooldown_s = lane.breaker.open_for_s()
@@ -418,6 +434,7 @@ class Scheduler:
         if lane is None:
             return []
         lane.paused_until = max(lane.paused_until, self._clock() + seconds)
+        self._active.add(endpoint_id)
         self._changed.set()
         return self._drop_queue(lane)
 

@@ -21,13 +21,13 @@ from daemon import migrate, reload
 from daemon.breaker import BreakerSettings
 from daemon.config import Config, redact_url
 from daemon.delivery import Deliverer
-from daemon.endpoints import load_endpoints
+from daemon.endpoints import check_secrets_readable, fetch_endpoints
 from daemon.errors import DatabaseUnavailable, WebhookdError
 from daemon.health import HealthMonitor
 from daemon.leases import LeaseKeeper, Leases, heartbeat_s
 from daemon.logs import configure_logging
 from daemon.metrics import HealthServer, Metrics
-from daemon.models import Endpoint, Outcome
+from daemon.models import Delivery, Outcome
 from daemon.outbox import Claimer
 from daemon.recorder import Recorder
 from daemon.retention import Pruner
@@ -86,7 +86,6 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._failure: BaseException | None = None
-        self._endpoints: list[Endpoint] = []
         self.health: HealthServer | None = None
         self.deliverer: Deliverer | None = None
         self.backlog_due = 0
@@ -97,9 +96,9 @@ class Service:
         self.store = await self._connect()
         try:
             await self._check_schema(self.store)
+            # refuse to start without the keys stored secrets need, not at the first delivery
+            await check_secrets_readable(self.store, self.secret_box)
             self._build(self.store)
-            self._endpoints = await load_endpoints(self.store, self.secret_box)
-            self.scheduler.set_endpoints(self._endpoints)
             assert self.deliverer is not None
             await self.deliverer.start()
             if self.config.metrics.enabled:
@@ -115,7 +114,6 @@ class Service:
             instance=self.instance,
             database=redact_url(self.store.dsn),
             concurrency=self.config.delivery.concurrency,
-            endpoints=len(self._endpoints),
             metrics_port=self.health.port if self.health else None,
         )
 
@@ -151,19 +149,17 @@ class Service:
             self.instance,
             busy=lambda: self.scheduler.in_flight > 0,
             on_written=self._on_written,
-            on_released=self.leases.drop,
+            on_released=self._on_released,
+            dead_letters_block=lambda: self.config.outbox.ordering_on_dead_letter == "block",
             on_db_error=lambda op: self.metrics.db_errors.labels(op).inc(),
         )
         self.claimer = Claimer(
             store,
             self.scheduler,
             instance=self.instance,
-            lease_s=self._lease_s,
+            config=lambda: self.config,
+            fetch_endpoints=lambda ids: fetch_endpoints(store, self.secret_box, ids),
             leases=self.leases,
-            max_payload_bytes=lambda: self.config.delivery.max_payload_bytes,
-            dead_letters_block=cfg.outbox.ordering_on_dead_letter == "block",
-            poll_interval_s=cfg.outbox.poll_interval_s,
-            load_endpoints=self._reload_endpoints,
             on_orphans=self.recorder.release,
             on_claim=self.metrics.claim_batch.observe,
             on_db_error=lambda op: self.metrics.db_errors.labels(op).inc(),
@@ -224,16 +220,6 @@ class Service:
         self._stopped.set()
 
     # -- callbacks from the pipeline -------------------------------------------------
-    def _lease_s(self) -> float:
-        timeouts = [e.timeout_s for e in self._endpoints if e.timeout_s]
-        longest = max([self.config.delivery.timeout_s, *timeouts])
-        return longest + self.config.outbox.lease_margin_s
-
-    async def _reload_endpoints(self) -> list[Endpoint]:
-        assert self.store is not None
-        self._endpoints = await load_endpoints(self.store, self.secret_box, skip_unreadable=True)
-        return self._endpoints
-
     def _on_written(self, batch: Sequence[Outcome]) -> None:
         """Outcomes are in the table: their leases need no more renewal, and retries must
         wake the claimer when they fall due."""
@@ -241,6 +227,21 @@ class Service:
         delays = [o.decision.delay_s for o in batch if o.decision and o.decision.retry]
         if delays:
             self.claimer.wake_in(min(delays))
+        if delays or any(self._wakes_written(o.delivery) for o in batch):
+            self.claimer.note_wakes()
+
+    def _wakes_written(self, delivery: Delivery) -> bool:
+        """Whether writing this outcome woke its endpoint in the database: the next delivery
+        of its ordering key released, or a slot of its shared max in flight freed."""
+        endpoint = self.scheduler.endpoint(delivery.endpoint_id)
+        return delivery.ordering_key is not None or (
+            endpoint is not None and endpoint.max_in_flight is not None
+        )
+
+    def _on_released(self, deliveries: Sequence[Delivery]) -> None:
+        """Leases given back are pending again: no more renewal; their wakes to fold in."""
+        self.leases.drop(deliveries)
+        self.claimer.note_wakes()
 
     def _leases_lost(self, delivery_ids: list[int]) -> None:
         """Another daemon rescued these (this one lost the database for longer than a
@@ -303,11 +304,7 @@ class Service:
         self.scheduler.set_limits(limits_from(self.config))
         if self.deliverer is not None:  # started: the pipeline exists
             self.worker.config = self.config
-            self.claimer.configure(
-                poll_interval_s=self.config.outbox.poll_interval_s,
-                dead_letters_block=self.config.outbox.ordering_on_dead_letter == "block",
-            )
-            self.claimer.wake()  # more slots may be free now
+            self.claimer.reconfigured()  # more slots may be free now
             if old.health != self.config.health:
                 self.endpoint_health.wake()
             if old.retention != self.config.retention:

@@ -230,14 +230,18 @@ class Store:
             return False
         return True
 
-    async def listen(self, channels: Sequence[str], on_notify: Callable[[str], None]) -> Listener:
-        """A dedicated connection that calls `on_notify(channel)` for each NOTIFY."""
+    async def listen(
+        self, channels: Sequence[str], on_notify: Callable[[str, str], None]
+    ) -> Listener:
+        """A dedicated connection that calls `on_notify(channel, payload)` for each NOTIFY."""
         with _connecting():
             conn = await asyncpg.connect(self.dsn, timeout=5)
         listener = Listener(conn)
         with _translated():
             for channel in channels:
-                await conn.add_listener(channel, lambda _c, _pid, ch, _p: on_notify(ch))
+                await conn.add_listener(
+                    channel, lambda _c, _pid, ch, payload: on_notify(ch, payload)
+                )
         return listener
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -34,7 +34,21 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"webhookd: error: {message}\n")
+        # one line, whatever an argument held (a newline, an escape sequence)
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        self.exit(2, f"webhookd: error: {shown}\n")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """As argparse's, but an unrecognized argument is named, never its value: a mistyped
+        option (`--secert s3cr3t`) must not print the secret back."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            names = sorted({a.split("=", 1)[0] for a in extras if a.startswith("-")})
+            what = " ".join(names) if names else "(values not shown)"
+            self.error(f"unrecognized arguments: {what}")
+        return parsed
 
     def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
         # Bytes that are not UTF-8 (a shell's $'\xff') arrive as lone surrogates, which no

@@ -1,100 +1,233 @@
 -- name: claim
--- Lease up to $3 due deliveries, at most $2[i] from endpoint $1[i], in the order given (the
--- scheduler rotates it for fairness). Limits shared by every daemon are enforced here:
--- endpoints paused by a Retry-After are skipped; an endpoint with a rate ($6[i] tokens/s,
--- burst $7[i]) or a max in flight ($8[i]) has its state row locked (SKIP LOCKED: one that
--- another daemon is claiming right now waits for the next round), its bucket refilled and
--- spent, and its in-flight count taken, all in this one statement.
--- $9: whether a dead-lettered delivery blocks later ones of its ordering key. The rows leased
--- share one fencing token (migrations/0007_fenced_leases.sql).
--- params: endpoint_ids, quotas, limit, lease_s, instance, rates_per_s, bursts, max_in_flight, dead_letters_block, max_payload_bytes
-WITH quota AS (
-    SELECT q.*
-    FROM unnest($1::text[], $2::int[], $6::float8[], $7::int[], $8::int[]) WITH ORDINALITY
-         AS q(endpoint_id, n, rate_per_s, burst, max_in_flight, ord)
-), limited AS MATERIALIZED (
-    SELECT s.endpoint_id, q.rate_per_s, clock_timestamp() AS at,
-           CASE WHEN q.rate_per_s IS NOT NULL THEN
-               least(q.burst::float8, coalesce(s.tokens, q.burst::float8) + q.rate_per_s
-                     * greatest(0.0, extract(epoch FROM clock_timestamp() - s.refilled_at)))
-           END AS tokens,
-           CASE WHEN q.max_in_flight IS NOT NULL THEN
-               q.max_in_flight - (SELECT count(*) FROM webhookd.deliveries d
-                                  WHERE d.endpoint_id = s.endpoint_id
-                                    AND d.status = 'delivering')::int
-           END AS slots
+-- Lease up to $1 due deliveries from the endpoints that are due, least recently served first
+-- (migrations/0008_due_endpoints.sql): at most $2 endpoints, whose state rows are locked with
+-- SKIP LOCKED (two daemons never claim one endpoint at once), $3 deliveries from each unless
+-- this daemon's own quota for it ($4[i] -> $5[i]) says otherwise; a quota of 0 leaves the
+-- endpoint out (at this daemon's in-flight cap, paused here, or quarantined). Limits shared by
+-- every daemon are enforced here too: a Retry-After pause, the token bucket (the endpoint's
+-- rate, else $6 tokens/s; its burst, else $7, else one second's worth) and an explicit max in
+-- flight. A rate-limited endpoint gets at most $13 (the slots free now), so that what it is
+-- granted can start at once. Each endpoint served gets its next due_at: NULL when nothing is
+-- pending, when its next token comes when it has none, now() (the back of the line) when it
+-- still has due work.
+-- Ordering ($10: dead letters block their key too): a keyed delivery is claimed only when no
+-- earlier delivery of its key is open; blocked ones found among the first $14 beyond the quota
+-- are `held` (migrations/0009_ordering_held.sql), the row blocking them locked FOR SHARE.
+-- The lease is each endpoint's timeout (else $8) plus $9; the rows share one fencing token
+-- (migrations/0007_fenced_leases.sql). Payloads over $12 bytes come back as their size only.
+-- $15: only this endpoint (to find the one whose row makes the claim fail), NULL for any.
+-- params: limit, max_endpoints, default_quota, local_ids, local_quotas, default_rate_per_s, default_burst, default_timeout_s, lease_margin_s, dead_letters_block, instance, max_payload_bytes, free_slots, hold_limit, only_endpoint_id
+WITH local AS MATERIALIZED (
+    SELECT * FROM unnest($4::text[], $5::int[]) AS l(endpoint_id, n)
+), due AS MATERIALIZED (
+    SELECT s.endpoint_id, s.due_at, s.tokens, s.refilled_at,
+           e.enabled AND e.deleted_at IS NULL AS live,
+           -- bounded: a row written by SQL must not overflow the arithmetic below
+           least(coalesce(e.rate_per_s, $6::float8), 1e6) AS rate,
+           least(e.burst, 1000000) AS burst,
+           least(e.max_in_flight, 100000) AS max_in_flight, e.timeout_ms, e.version
     FROM webhookd.endpoint_state s
-    JOIN quota q ON q.endpoint_id = s.endpoint_id
-    WHERE (q.rate_per_s IS NOT NULL OR q.max_in_flight IS NOT NULL)
+    JOIN webhookd.endpoints e ON e.id = s.endpoint_id
+    WHERE s.due_at <= now()
       AND (s.paused_until IS NULL OR s.paused_until <= now())
+      AND NOT EXISTS (SELECT 1 FROM local l WHERE l.endpoint_id = s.endpoint_id AND l.n <= 0)
+      AND ($15::text IS NULL OR s.endpoint_id = $15::text)
+    ORDER BY s.due_at
+    LIMIT $2::int
     FOR UPDATE OF s SKIP LOCKED
-), allowed AS MATERIALIZED (
-    -- materialized in quota order, so `picked` walks the endpoints in that order and stops
-    -- at $3 rows: deliveries of endpoints it does not reach are never probed nor locked
-    -- (the state rows of limited endpoints offered are, in `limited`, as before)
-    SELECT q.endpoint_id, q.ord,
-           least(q.n, coalesce(floor(l.tokens + 1e-9)::int, q.n), coalesce(l.slots, q.n)) AS n
-    FROM quota q
-    LEFT JOIN limited l ON l.endpoint_id = q.endpoint_id
-    WHERE CASE WHEN q.rate_per_s IS NULL AND q.max_in_flight IS NULL
-               THEN NOT EXISTS (SELECT 1 FROM webhookd.endpoint_state s
-                                WHERE s.endpoint_id = q.endpoint_id AND s.paused_until > now())
-               ELSE l.endpoint_id IS NOT NULL END
-    ORDER BY q.ord
-), picked AS MATERIALIZED (
-    SELECT d.id, a.endpoint_id
-    FROM allowed a
+), lim AS MATERIALIZED (
+    SELECT q.*,
+           CASE WHEN NOT q.live THEN 0
+                ELSE greatest(0, least(q.want, floor(q.tokens_now + 1e-9), q.slots,
+                                       CASE WHEN q.rate IS NOT NULL THEN $13::int END))::int
+           END AS n
+    FROM (
+        SELECT d.*, clock_timestamp() AS at,
+               row_number() OVER (ORDER BY d.due_at, d.endpoint_id) AS ord,
+               coalesce((SELECT l.n FROM local l WHERE l.endpoint_id = d.endpoint_id), $3::int) AS want,
+               least(coalesce(d.timeout_ms / 1000.0, $8::float8), 3600.0) + $9::float8 AS lease_s,
+               CASE WHEN d.rate IS NOT NULL THEN
+                   least(b.burst, coalesce(d.tokens, b.burst) + d.rate
+                         * greatest(0.0, extract(epoch FROM clock_timestamp() - d.refilled_at)))
+               END AS tokens_now,
+               CASE WHEN d.max_in_flight IS NOT NULL THEN
+                   d.max_in_flight - (SELECT count(*) FROM webhookd.deliveries x
+                                      WHERE x.endpoint_id = d.endpoint_id
+                                        AND x.status = 'delivering')::int
+               END AS slots
+        FROM due d
+        CROSS JOIN LATERAL (
+            SELECT least(coalesce(d.burst, nullif($7::int, 0), greatest(1, ceil(d.rate))),
+                         1e6)::float8 AS burst
+        ) b
+    ) q
+), cand AS MATERIALIZED (
+    -- the first due deliveries of each endpoint, and for one with keyed deliveries due, up to
+    -- $14::int more (to find the blocked ones); read, not locked: the endpoint's state row lock
+    -- already keeps other claims away, and the final UPDATE re-checks each row's status
+    SELECT c.*, l.endpoint_id, l.ord, l.n,
+           CASE WHEN c.ordering_key IS NOT NULL THEN (
+               SELECT e.id FROM webhookd.deliveries e
+               WHERE e.endpoint_id = l.endpoint_id
+                 AND e.ordering_key = c.ordering_key
+                 AND e.message_id < c.message_id
+                 AND (e.status IN ('pending', 'held', 'delivering')
+                      OR ($10::bool AND e.status = 'failed'))
+               ORDER BY e.message_id
+               LIMIT 1)
+           END AS blocker
+    FROM lim l
     CROSS JOIN LATERAL (
-        SELECT d.id
+        SELECT d.id, d.message_id, d.ordering_key, d.next_attempt_at
         FROM webhookd.deliveries d
-        WHERE d.endpoint_id = a.endpoint_id
+        WHERE d.endpoint_id = l.endpoint_id
           AND d.status = 'pending'
           AND d.next_attempt_at <= now()
-          -- ordered rows wait while an earlier one of their key is open ($9: dead letters
-          -- block too), so only the oldest of a key is ever claimed
-          AND (d.ordering_key IS NULL OR NOT EXISTS (
-                SELECT 1 FROM webhookd.deliveries e
-                WHERE e.endpoint_id = d.endpoint_id
-                  AND e.ordering_key = d.ordering_key
-                  AND e.message_id < d.message_id
-                  AND (e.status IN ('pending', 'delivering') OR ($9 AND e.status = 'failed'))))
         ORDER BY d.next_attempt_at
-        LIMIT greatest(a.n, 0)
-        FOR UPDATE SKIP LOCKED
-    ) d
-    LIMIT $3
-), spent AS (
+        LIMIT l.n + CASE WHEN l.n > 0 AND EXISTS (
+                             SELECT 1 FROM webhookd.deliveries k
+                             WHERE k.endpoint_id = l.endpoint_id AND k.status = 'pending'
+                               AND k.ordering_key IS NOT NULL AND k.next_attempt_at <= now())
+                         THEN $14::int ELSE 0 END
+    ) c
+), ranked AS (
+    SELECT c.*,
+           row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.id) AS rank
+    FROM cand c
+    WHERE c.blocker IS NULL
+), picked AS MATERIALIZED (
+    SELECT r.id, r.endpoint_id, r.ord
+    FROM ranked r
+    WHERE r.rank <= r.n
+    ORDER BY r.ord, r.rank
+    LIMIT $1::int
+), blockers AS MATERIALIZED (
+    -- a blocked row is held only while the row blocking it is still open in its latest
+    -- version, locked here so that it cannot finish (and release nothing) before this commits
+    SELECT e.id
+    FROM webhookd.deliveries e
+    WHERE e.id IN (SELECT blocker FROM cand WHERE blocker IS NOT NULL)
+      AND (e.status IN ('pending', 'held', 'delivering') OR ($10::bool AND e.status = 'failed'))
+    FOR SHARE SKIP LOCKED
+), held AS (
+    UPDATE webhookd.deliveries d
+    SET status = 'held', updated_at = now()
+    FROM cand c
+    WHERE d.id = c.id AND d.status = 'pending' AND c.blocker IN (SELECT id FROM blockers)
+    RETURNING d.id, d.endpoint_id
+), served AS MATERIALIZED (
+    -- endpoints the walk reached (it stops at $1::int rows), with what they got
+    SELECT l.endpoint_id, l.live, l.rate, l.tokens_now, l.at, l.slots, l.want,
+           (SELECT count(*) FROM picked p WHERE p.endpoint_id = l.endpoint_id)::int AS taken
+    FROM lim l
+    WHERE (SELECT count(*) FROM picked) < $1::int OR l.ord <= (SELECT max(ord) FROM picked)
+), next_due AS MATERIALIZED (
+    SELECT v.*,
+           (SELECT d.next_attempt_at
+            FROM webhookd.deliveries d
+            WHERE d.endpoint_id = v.endpoint_id AND d.status = 'pending'
+              AND d.id NOT IN (SELECT p.id FROM picked p WHERE p.endpoint_id = v.endpoint_id)
+              AND d.id NOT IN (SELECT h.id FROM held h WHERE h.endpoint_id = v.endpoint_id)
+            ORDER BY d.next_attempt_at
+            LIMIT 1) AS next_at
+    FROM served v
+), state AS (
     UPDATE webhookd.endpoint_state s
-    SET tokens = l.tokens - (SELECT count(*) FROM picked p WHERE p.endpoint_id = l.endpoint_id),
-        refilled_at = l.at
-    FROM limited l
-    WHERE s.endpoint_id = l.endpoint_id AND l.rate_per_s IS NOT NULL
+    SET tokens = CASE WHEN x.rate IS NOT NULL THEN x.tokens_now - x.taken ELSE s.tokens END,
+        refilled_at = CASE WHEN x.rate IS NOT NULL THEN x.at ELSE s.refilled_at END,
+        due_at = CASE
+            WHEN NOT x.live OR x.next_at IS NULL THEN NULL
+            WHEN x.rate IS NOT NULL AND x.tokens_now - x.taken < 1 THEN
+                greatest(x.next_at, now() + make_interval(
+                    secs => (1 - (x.tokens_now - x.taken)) / x.rate))
+            -- at its shared max in flight: an outcome of it wakes it (record_outcomes); this
+            -- is the fallback
+            WHEN x.slots IS NOT NULL AND x.slots - x.taken <= 0 THEN
+                greatest(x.next_at, now() + interval '1 second')
+            ELSE greatest(x.next_at, now())
+        END
+    FROM next_due x
+    WHERE s.endpoint_id = x.endpoint_id
 ), token AS MATERIALIZED (
     SELECT nextval('webhookd.lease_tokens') AS token
+), claimed AS (
+    UPDATE webhookd.deliveries d
+    SET status = 'delivering',
+        locked_until = now() + make_interval(secs => l.lease_s),
+        locked_by = $11::text,
+        lease_token = t.token,
+        updated_at = now()
+    FROM picked p
+    JOIN lim l ON l.endpoint_id = p.endpoint_id
+    CROSS JOIN token t
+    JOIN webhookd.outbox o ON true
+    -- the payload's text once per row (OFFSET 0 keeps it from being inlined twice); one
+    -- over $12 bytes comes back as NULL with its size, so it is refused without being loaded
+    CROSS JOIN LATERAL (SELECT o.payload::text AS body OFFSET 0) b
+    WHERE d.id = p.id AND o.id = d.message_id AND d.status = 'pending'
+    RETURNING d.id, d.endpoint_id, d.attempts, d.attempt_base, d.ordering_key, o.msg_id,
+              o.event_type, CASE WHEN octet_length(b.body) <= $12::int THEN b.body END AS payload,
+              octet_length(b.body) AS payload_bytes, o.created_at, t.token AS lease_token,
+              l.lease_s::float8 AS lease_s, l.version AS endpoint_version
 )
-UPDATE webhookd.deliveries d
-SET status = 'delivering',
-    locked_until = now() + make_interval(secs => $4::float8),
-    locked_by = $5,
-    lease_token = t.token,
-    updated_at = now()
-FROM picked p, token t, webhookd.outbox o
--- the payload's text once per row (OFFSET 0 keeps it from being inlined twice); one over
--- $10 bytes comes back as NULL with its size, so it is refused without being loaded
-CROSS JOIN LATERAL (SELECT o.payload::text AS body OFFSET 0) b
-WHERE d.id = p.id AND o.id = d.message_id
-RETURNING d.id, d.endpoint_id, d.attempts, d.attempt_base, o.msg_id, o.event_type,
-          CASE WHEN octet_length(b.body) <= $10 THEN b.body END AS payload,
-          octet_length(b.body) AS payload_bytes, o.created_at, t.token AS lease_token;
+SELECT c.*, NULL::int AS rate_limited FROM claimed c
+UNION ALL
+-- one more row, with no delivery: how many endpoints served had due work their token bucket
+-- held back (webhookd_rate_limited_waits_total)
+SELECT NULL::bigint, NULL::text, NULL::int, NULL::int, NULL::text, NULL::text, NULL::text,
+       NULL::text, NULL::int, NULL::timestamptz, NULL::bigint, NULL::float8, NULL::bigint,
+       (SELECT count(*) FROM next_due x
+        WHERE x.rate IS NOT NULL AND x.live AND x.next_at <= now()
+          AND floor(x.tokens_now + 1e-9) < least(x.want, coalesce(x.slots, x.want), $13::int)
+       )::int;
 
--- name: next_due
--- Earliest pending attempt time of each given endpoint (NULL when it has none).
--- params: endpoint_ids
-SELECT q.endpoint_id,
-       (SELECT min(d.next_attempt_at) FROM webhookd.deliveries d
-        WHERE d.endpoint_id = q.endpoint_id AND d.status = 'pending') AS next_at,
-       now() AS db_now
-FROM unnest($1::text[]) AS q(endpoint_id);
+-- name: absorb_wakes
+-- Fold up to $1 wakes (migrations/0008_due_endpoints.sql) into their endpoints' due_at:
+-- earlier only, never into a pause. Several daemons may absorb at once: SKIP LOCKED shares
+-- the wakes out, and the state rows are locked in one order.
+-- params: limit
+WITH taken AS (
+    DELETE FROM webhookd.endpoint_wakes w
+    WHERE w.ctid = ANY (ARRAY(SELECT ctid FROM webhookd.endpoint_wakes
+                              LIMIT $1 FOR UPDATE SKIP LOCKED))
+    RETURNING w.endpoint_id, w.due_at
+), earliest AS (
+    SELECT endpoint_id, min(due_at) AS due_at FROM taken GROUP BY endpoint_id
+), locked AS MATERIALIZED (
+    SELECT s.endpoint_id
+    FROM webhookd.endpoint_state s
+    JOIN earliest e ON e.endpoint_id = s.endpoint_id
+    ORDER BY s.endpoint_id
+    FOR UPDATE OF s
+), moved AS (
+    UPDATE webhookd.endpoint_state s
+    SET due_at = greatest(least(coalesce(s.due_at, 'infinity'), e.due_at),
+                          coalesce(s.paused_until, '-infinity'))
+    FROM earliest e
+    WHERE s.endpoint_id = e.endpoint_id AND s.endpoint_id IN (SELECT endpoint_id FROM locked)
+)
+SELECT (SELECT count(*) FROM taken)::int AS wakes;
+
+-- name: due_endpoints
+-- The first $1 endpoints that are due, leaving out $2 (to claim them one at a time when a
+-- claim of them together was refused).
+-- params: limit, excluded_ids
+SELECT s.endpoint_id
+FROM webhookd.endpoint_state s
+WHERE s.due_at <= now() AND s.endpoint_id <> ALL ($2::text[])
+ORDER BY s.due_at
+LIMIT $1;
+
+-- name: next_due_at
+-- When the next endpoint falls due, leaving out those this daemon cannot take now ($1), and
+-- the database's now() to measure the wait on its clock.
+-- params: excluded_ids
+SELECT (SELECT s.due_at
+        FROM webhookd.endpoint_state s
+        WHERE s.due_at IS NOT NULL AND s.endpoint_id <> ALL ($1::text[])
+        ORDER BY s.due_at
+        LIMIT 1) AS due_at,
+       now() AS db_now;
 
 -- name: rescue_expired
 -- Return deliveries whose lease ran out (their daemon died, or lost the database for longer
@@ -134,9 +267,11 @@ WHERE d.id = r.id AND d.lease_token = r.token AND d.status = 'delivering';
 -- one statement, so no daemon can claim them between the two.
 -- params: endpoint_id, pause_s, delivery_ids, lease_tokens
 WITH paused AS (
+    -- and out of the due index until then (absorb_wakes keeps it there)
     UPDATE webhookd.endpoint_state
     SET paused_until = greatest(coalesce(paused_until, now()),
-                                now() + make_interval(secs => $2))
+                                now() + make_interval(secs => $2)),
+        due_at = greatest(due_at, now() + make_interval(secs => $2))
     WHERE endpoint_id = $1
 )
 UPDATE webhookd.deliveries d
@@ -204,6 +339,15 @@ WITH o AS (
            o.error_class, o.attempt_error, o.response_body, $14
     FROM o
     WHERE EXISTS (SELECT 1 FROM webhookd.deliveries d WHERE d.id = o.delivery_id)
+), slot_freed AS (
+    -- an endpoint at its shared max in flight waits for a slot: wake it when one frees
+    INSERT INTO webhookd.endpoint_wakes (endpoint_id, due_at)
+    SELECT DISTINCT u.endpoint_id, now()
+    FROM upd u
+    JOIN webhookd.endpoints e ON e.id = u.endpoint_id
+    WHERE e.max_in_flight IS NOT NULL
+      AND EXISTS (SELECT 1 FROM webhookd.deliveries p
+                  WHERE p.endpoint_id = u.endpoint_id AND p.status = 'pending')
 ), seen AS (
     -- per endpoint, in the order the attempts finished: which came after its last success
     SELECT u.endpoint_id, o.ok, o.started_at,
@@ -240,6 +384,87 @@ WITH o AS (
 )
 SELECT count(*) AS updated FROM upd;
 
+-- name: release_held
+-- After deliveries of these (endpoint, ordering key) pairs finished: the first held delivery
+-- of each key becomes pending when nothing before it is open any more ($3: a dead letter
+-- still blocks). Run in the outcomes' transaction, after them, so it sees the rows a
+-- concurrent claim held (migrations/0009_ordering_held.sql).
+-- params: endpoint_ids, ordering_keys, dead_letters_block
+WITH k AS (
+    SELECT DISTINCT * FROM unnest($1::text[], $2::text[]) AS k(endpoint_id, ordering_key)
+), head AS (
+    SELECT h.id
+    FROM k
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.message_id
+        FROM webhookd.deliveries d
+        WHERE d.endpoint_id = k.endpoint_id AND d.ordering_key = k.ordering_key
+          AND d.status = 'held'
+        ORDER BY d.message_id
+        LIMIT 1
+    ) h
+    WHERE NOT EXISTS (
+        SELECT 1 FROM webhookd.deliveries e
+        WHERE e.endpoint_id = k.endpoint_id AND e.ordering_key = k.ordering_key
+          AND e.message_id < h.message_id
+          AND (e.status IN ('pending', 'delivering') OR ($3 AND e.status = 'failed')))
+)
+UPDATE webhookd.deliveries d
+SET status = 'pending', updated_at = now()
+FROM head
+WHERE d.id = head.id AND d.status = 'held'
+RETURNING d.id;
+
+-- name: release_held_sweep
+-- The same for every key with held deliveries, at most $1 keys after ($2, $3) in key order
+-- (a loose index scan: one probe per key, however many rows wait): at start-up and after a
+-- reload (ordering_on_dead_letter "block" -> "skip" unblocks keys), and now and then.
+-- params: limit, after_endpoint_id, after_ordering_key, dead_letters_block
+WITH RECURSIVE keys AS (
+    (SELECT d.endpoint_id, d.ordering_key, 1 AS n
+     FROM webhookd.deliveries d
+     WHERE d.status = 'held' AND (d.endpoint_id, d.ordering_key) > ($2::text, $3::text)
+     ORDER BY d.endpoint_id, d.ordering_key
+     LIMIT 1)
+    UNION ALL
+    SELECT nxt.endpoint_id, nxt.ordering_key, k.n + 1
+    FROM keys k
+    CROSS JOIN LATERAL (
+        SELECT d.endpoint_id, d.ordering_key
+        FROM webhookd.deliveries d
+        WHERE d.status = 'held' AND (d.endpoint_id, d.ordering_key) > (k.endpoint_id, k.ordering_key)
+        ORDER BY d.endpoint_id, d.ordering_key
+        LIMIT 1
+    ) nxt
+    WHERE k.n < $1
+), head AS (
+    SELECT h.id
+    FROM keys k
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.message_id
+        FROM webhookd.deliveries d
+        WHERE d.endpoint_id = k.endpoint_id AND d.ordering_key = k.ordering_key
+          AND d.status = 'held'
+        ORDER BY d.message_id
+        LIMIT 1
+    ) h
+    WHERE NOT EXISTS (
+        SELECT 1 FROM webhookd.deliveries e
+        WHERE e.endpoint_id = k.endpoint_id AND e.ordering_key = k.ordering_key
+          AND e.message_id < h.message_id
+          AND (e.status IN ('pending', 'delivering') OR ($4 AND e.status = 'failed')))
+), released AS (
+    UPDATE webhookd.deliveries d
+    SET status = 'pending', updated_at = now()
+    FROM head
+    WHERE d.id = head.id AND d.status = 'held'
+    RETURNING d.id
+)
+SELECT (SELECT count(*) FROM keys)::int AS keys,
+       (SELECT count(*) FROM released)::int AS released,
+       (SELECT endpoint_id FROM keys ORDER BY n DESC LIMIT 1) AS last_endpoint_id,
+       (SELECT ordering_key FROM keys ORDER BY n DESC LIMIT 1) AS last_ordering_key;
+
 -- name: record_unwritable
 -- An outcome PostgreSQL refused even on its own (a value out of range, text it cannot
 -- store): the delivery ends as a dead letter carrying the error, and the attempt is logged
@@ -259,13 +484,28 @@ SELECT d.id, $3, now(), 0, $4, 'unrecordable', $5, $6
 FROM webhookd.deliveries d
 WHERE d.id = $1;
 
--- name: load_endpoints
--- Every endpoint the daemon may deliver to (deleted ones are gone from the cache).
+-- name: endpoints_by_id
+-- The settings of the endpoints a claim returned deliveries for, and of those whose settings
+-- changed (a NOTIFY on webhookd_endpoints names them): the daemon's endpoint cache is filled
+-- from here, never by reading the whole table. A deleted endpoint is not returned.
+-- params: endpoint_ids
 SELECT id, tenant_id, url, event_types, enabled, secret, previous_secrets,
        signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst,
        max_in_flight, timeout_ms, retry_schedule_ms, version
 FROM webhookd.endpoints
-WHERE deleted_at IS NULL;
+WHERE id = ANY ($1::text[]) AND deleted_at IS NULL;
+
+-- name: endpoint_sealed_sample
+-- One live endpoint whose secret is sealed with WEBHOOKD_SECRET_KEYS ($1 is the prefix of a
+-- sealed value): at start-up the daemon opens it, to refuse to start without the right keys
+-- rather than find out at the first delivery.
+-- params: sealed_prefix
+SELECT id, tenant_id, url, event_types, enabled, secret, previous_secrets,
+       signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst,
+       max_in_flight, timeout_ms, retry_schedule_ms, version
+FROM webhookd.endpoints
+WHERE deleted_at IS NULL AND starts_with(secret, $1)
+LIMIT 1;
 
 -- name: backlog
 -- Pending deliveries that are due, and the age in seconds of the oldest due one.

@@ -31,6 +31,10 @@ GRANT INSERT ON webhookd.attempts TO :"daemon_role";
 GRANT USAGE ON SEQUENCE webhookd.attempts_id_seq TO :"daemon_role";
 -- every claim takes a fencing token (migrations/0007_fenced_leases.sql)
 GRANT USAGE ON SEQUENCE webhookd.lease_tokens TO :"daemon_role";
+-- wakes are folded into endpoint_state.due_at (taken with FOR UPDATE SKIP LOCKED, hence
+-- UPDATE), and outcomes append some
+-- (migrations/0008_due_endpoints.sql)
+GRANT SELECT, INSERT, UPDATE, DELETE ON webhookd.endpoint_wakes TO :"daemon_role";
 -- Only if the daemon prunes (retention.prune_after is set): deleting finished messages with
 -- their deliveries and attempts, and old attempts. (`webhookd prune` as the admin needs none.)
 -- GRANT DELETE ON webhookd.outbox, webhookd.deliveries, webhookd.attempts TO :"daemon_role";

@@ -133,24 +133,37 @@ def daemon_config(dsn: str, **sections: dict[str, Any]) -> Config:
 
 
 async def claim(
-    store: Store, ids: list[str], counts: list[int], limit: int, lease_s: float, instance: str
+    store: Store,
+    ids: list[str],
+    counts: list[int],
+    limit: int,
+    lease_s: float,
+    instance: str,
+    **params: Any,
 ) -> list[asyncpg.Record]:
-    """The claim statement for endpoints without shared limits (no rate, no max in flight)."""
-    none: list[None] = [None] * len(ids)
-    rows: list[asyncpg.Record] = await store.fetch(
-        "claim",
-        endpoint_ids=ids,
-        quotas=counts,
-        limit=limit,
-        lease_s=lease_s,
-        instance=instance,
-        rates_per_s=none,
-        bursts=none,
-        max_in_flight=none,
-        dead_letters_block=False,
-        max_payload_bytes=1 << 20,
-    )
-    return rows
+    """The claim statement, as a daemon of `instance` with quotas `counts` for endpoints `ids`
+    and none for any other, leasing for `lease_s`; wakes are folded in first. `params`
+    override the claim's other parameters."""
+    await store.fetchval("absorb_wakes", limit=100_000)
+    args: dict[str, Any] = {
+        "limit": limit,
+        "max_endpoints": max(limit, len(ids)),
+        "default_quota": 0,
+        "local_ids": ids,
+        "local_quotas": counts,
+        "default_rate_per_s": None,
+        "default_burst": 0,
+        "default_timeout_s": lease_s,
+        "lease_margin_s": 0.0,
+        "dead_letters_block": False,
+        "instance": instance,
+        "max_payload_bytes": 1 << 20,
+        "free_slots": limit,
+        "hold_limit": 256,
+        "only_endpoint_id": None,
+    } | params
+    rows: list[asyncpg.Record] = await store.fetch("claim", **args)
+    return [r for r in rows if r["id"] is not None]  # not the statistics row
 
 
 @dataclass

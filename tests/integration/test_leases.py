@@ -166,19 +166,7 @@ async def test_a_payload_over_the_limit_is_never_loaded_and_is_dead_lettered(
     ep, _ = await harness.endpoint(receiver.url("/big"))
     big = {"blob": "x" * 300_000}
     await harness.enqueue(big, endpoint_id=ep)
-    [row] = await harness.store.fetch(
-        "claim",
-        endpoint_ids=[ep],
-        quotas=[1],
-        limit=1,
-        lease_s=30.0,
-        instance="probe",
-        rates_per_s=[None],
-        bursts=[None],
-        max_in_flight=[None],
-        dead_letters_block=False,
-        max_payload_bytes=100_000,
-    )
+    [row] = await claim(harness.store, [ep], [1], 1, 30.0, "probe", max_payload_bytes=100_000)
     assert row["payload"] is None
     assert row["payload_bytes"] == len(orjson.dumps(big)) + 1  # jsonb's text adds a space
     await harness.conn.execute("UPDATE webhookd.deliveries SET status = 'pending'")
@@ -192,12 +180,21 @@ async def test_a_payload_over_the_limit_is_never_loaded_and_is_dead_lettered(
 async def test_an_endpoint_whose_claim_postgresql_refuses_is_left_out_and_others_go_on(
     harness: Harness, receiver: Receiver, run_daemon: DaemonFactory
 ) -> None:
-    """A row written by SQL past every check (a rate no bucket can hold) makes the claim
-    statement fail: the daemon keeps running, leaves that endpoint out and delivers the rest."""
+    """A row PostgreSQL refuses to update (a value out of range, written by SQL past every
+    check) makes the claim statement fail: the daemon keeps running, leaves that endpoint out
+    and delivers the rest."""
     bad, _ = await harness.endpoint(receiver.url("/bad"))
     good, _ = await harness.endpoint(receiver.url("/good"))
+    await harness.conn.execute("UPDATE webhookd.endpoints SET rate_per_s = 5 WHERE id = $1", bad)
+    # PostgreSQL refusing to spend this endpoint's tokens, whatever the reason may be
     await harness.conn.execute(
-        "UPDATE webhookd.endpoints SET rate_per_s = 1e300 WHERE id = $1", bad
+        "CREATE FUNCTION public.refuse_spend() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN IF NEW.tokens IS DISTINCT FROM OLD.tokens THEN"
+        " RAISE EXCEPTION 'numeric field overflow (simulated)'; END IF; RETURN NEW; END $$"
+    )
+    await harness.conn.execute(
+        "CREATE TRIGGER refuse_spend BEFORE UPDATE ON webhookd.endpoint_state FOR EACH ROW"
+        f" WHEN (NEW.endpoint_id = '{bad}') EXECUTE FUNCTION public.refuse_spend()"
     )
     await harness.enqueue_many(bad, 3)
     await harness.enqueue_many(good, 3)

@@ -53,9 +53,18 @@ async def test_only_the_oldest_open_delivery_of_a_key_is_claimable(harness: Harn
     first = await claim(harness.store, [ep_id], [10], 10, 30.0, "a")
     assert sorted(orjson.loads(r["payload"])["n"] for r in first) == [0, 99]
     assert await claim(harness.store, [ep_id], [10], 10, 30.0, "b") == []
+    # the two behind it are held: out of the due index until it finishes
+    statuses = {r["status"] for r in await harness.deliveries(ep_id) if r["ordering_key"]}
+    assert statuses == {"delivering", "held"}
     keyed = next(r for r in first if orjson.loads(r["payload"])["n"] == 0)
+    async with harness.store.transaction() as tx:  # as the recorder writes an outcome
+        await tx.execute("release", delivery_ids=[keyed["id"]], lease_tokens=[keyed["lease_token"]])
+    assert await claim(harness.store, [ep_id], [10], 10, 30.0, "b") != []  # itself, again
     await harness.conn.execute(
         "UPDATE webhookd.deliveries SET status = 'delivered' WHERE id = $1", keyed["id"]
+    )
+    await harness.store.fetch(
+        "release_held", endpoint_ids=[ep_id], ordering_keys=["k"], dead_letters_block=False
     )
     [second] = await claim(harness.store, [ep_id], [10], 10, 30.0, "b")
     assert orjson.loads(second["payload"])["n"] == 1
@@ -116,5 +125,5 @@ async def test_a_dead_letter_blocks_its_key_when_configured_to(
     harness: Harness, receiver: Receiver, run_daemon: DaemonFactory
 ) -> None:
     statuses = await dead_letter_then_successor(harness, receiver, run_daemon, "block")
-    assert statuses == ["failed", "pending"]
+    assert statuses == ["failed", "held"]
     assert all(orjson.loads(h.body)["n"] == 0 for h in receiver.at("/dl"))

@@ -67,32 +67,42 @@ async def test_claim_leases_at_most_quota_and_limit(harness: Harness) -> None:
 
 
 async def test_claim_locks_no_rows_beyond_what_it_leases(harness: Harness) -> None:
-    """A claim stops at its limit: rows of endpoints after that point are neither leased nor
-    locked while it runs, so another daemon claiming at the same moment can take them."""
+    """A claim stops at its limit: it leases nothing more, locks no delivery it does not
+    lease, and locks the state row of an endpoint it serves, so a daemon claiming at the
+    same moment skips that endpoint and takes the other."""
     ep1, _ = await harness.endpoint(DEAD_URL)
     ep2, _ = await harness.endpoint(DEAD_URL)
     await harness.enqueue_many(ep1, 5)
     await harness.enqueue_many(ep2, 5)
-    none: list[None] = [None, None]
+    await harness.store.fetchval("absorb_wakes", limit=100)
     async with harness.store.transaction() as tx:  # the claim's locks held, uncommitted
         rows = await tx.fetch(
             "claim",
-            endpoint_ids=[ep1, ep2],
-            quotas=[5, 5],
             limit=3,
-            lease_s=30.0,
-            instance="inst-a",
-            rates_per_s=none,
-            bursts=none,
-            max_in_flight=none,
+            max_endpoints=1,
+            default_quota=5,
+            local_ids=[],
+            local_quotas=[],
+            default_rate_per_s=None,
+            default_burst=0,
+            default_timeout_s=30.0,
+            lease_margin_s=0.0,
             dead_letters_block=False,
+            instance="inst-a",
             max_payload_bytes=1 << 20,
+            free_slots=10,
+            hold_limit=256,
+            only_endpoint_id=None,
         )
-        assert [r["endpoint_id"] for r in rows] == [ep1] * 3
+        first = {r["endpoint_id"] for r in rows if r["id"] is not None}
+        assert len(first) == 1 and sum(r["id"] is not None for r in rows) == 3
         free = await harness.conn.fetch(
             "SELECT endpoint_id FROM webhookd.deliveries FOR UPDATE SKIP LOCKED"
         )
         assert Counter(r["endpoint_id"] for r in free) == {ep1: 2, ep2: 5}
+        other = await claim(harness.store, [], [], 10, 30.0, "inst-b", default_quota=10)
+        assert {r["endpoint_id"] for r in other} == {ep1, ep2} - first
+        assert len(other) == 5
 
 
 async def test_live_lease_is_not_claimed_again_and_expired_one_is_rescued(

@@ -226,28 +226,42 @@ def scans(node: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
 
 
 async def claim_probe_scans(harness: Harness, ids: list[str]) -> list[Any]:
-    """The scans of the claim's per-endpoint probe (the `picked` CTE)."""
+    """The scans of deliveries in the claim's per-endpoint probe (the `cand` CTE)."""
+    await harness.store.fetchval("absorb_wakes", limit=100_000)
     claim = sql.queries()["claim"]
-    none = [None] * len(ids)
     args = claim.args(
         {
-            "endpoint_ids": ids,
-            "quotas": [50] * len(ids),
             "limit": 100,
-            "lease_s": 30.0,
-            "instance": "inst-a",
-            "rates_per_s": none,
-            "bursts": none,
-            "max_in_flight": none,
+            "max_endpoints": 100,
+            "default_quota": 0,
+            "local_ids": ids,
+            "local_quotas": [50] * len(ids),
+            "default_rate_per_s": None,
+            "default_burst": 0,
+            "default_timeout_s": 30.0,
+            "lease_margin_s": 30.0,
             "dead_letters_block": False,
+            "instance": "inst-a",
             "max_payload_bytes": 1 << 20,
+            "free_slots": 10,
+            "hold_limit": 256,
+            "only_endpoint_id": None,
         }
     )
     plan = await harness.conn.fetchval("EXPLAIN (FORMAT JSON) " + claim.text, *args)
     root = orjson.loads(plan)[0]["Plan"]
-    [picked] = [p for p in root["Plans"] if p.get("Subplan Name") == "CTE picked"]
-    # The ordering-key check (deliveries_ordering_idx) only runs for keyed rows.
-    return [s for s in scans(picked) if s[1] == "deliveries" and s[2] != "deliveries_ordering_idx"]
+    [cand] = [p for p in subplans(root) if p.get("Subplan Name") == "CTE cand"]
+    # The ordering-key checks (deliveries_ordering_idx, deliveries_keyed_due_idx) only
+    # concern keyed rows.
+    keyed = ("deliveries_ordering_idx", "deliveries_keyed_due_idx")
+    return [s for s in scans(cand) if s[1] == "deliveries" and s[2] not in keyed]
+
+
+def subplans(node: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [node]
+    for child in node.get("Plans", []):
+        found += subplans(child)
+    return found
 
 
 async def test_claim_probes_the_partial_due_index_not_the_whole_backlog(

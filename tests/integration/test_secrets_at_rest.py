@@ -220,7 +220,7 @@ async def test_daemon_refuses_to_start_without_the_key_and_skips_unreadable_ones
     assert f"endpoint {sealed_id} secret is encrypted" in str(caught.value)
 
     # A running daemon that meets an endpoint it cannot decrypt (added with another key) leaves
-    # it out and keeps delivering to the others.
+    # it out, gives its deliveries back, and keeps delivering to the others.
     with capture_logs() as logs:
         async with daemon(harness.dsn, box_of(key)) as service:
             foreign_id, _ = await add_endpoint(
@@ -229,22 +229,21 @@ async def test_daemon_refuses_to_start_without_the_key_and_skips_unreadable_ones
                 allow_http=True,
                 box=box_of(other),
             )
+            await harness.enqueue(endpoint_id=foreign_id)
 
             async def logged() -> bool:
                 return any(e["event"] == "endpoints.secrets_unreadable" for e in logs)
 
             await wait_until(logged, what="the unreadable endpoint to be logged")
-            await harness.enqueue(endpoint_id=foreign_id)
             await harness.enqueue(endpoint_id=sealed_id)
             await harness.wait_status("delivered", 1, sealed_id)
-            await asyncio.sleep(0.3)
+            [pending] = await harness.wait_status("pending", 1, foreign_id)
+            assert pending["attempts"] == 0
             assert service._failure is None
     [event] = {
         e["endpoint"]: e for e in logs if e["event"] == "endpoints.secrets_unreadable"
     }.values()
     assert event["endpoint"] == foreign_id and ENV_VAR in event["error"]
-    [pending] = await harness.deliveries(foreign_id)
-    assert pending["status"] == "pending" and pending["attempts"] == 0
     assert receiver.at("/foreign") == []
 
 

@@ -72,14 +72,16 @@ async def test_disable_returns_the_queue_and_keeps_a_lane_with_attempts_running(
     clock: FakeClock,
 ) -> None:
     s = Scheduler(Limits(concurrency=10, endpoint_max_in_flight=10), clock)
-    s.set_endpoints([endpoint("a"), endpoint("b")])
+    s.update_endpoint(endpoint("a"))
+    s.update_endpoint(endpoint("b"))
     batch = deliveries("a", 3)
     s.submit(batch)
     assert await take(s) is not None
     assert s.disable("a") == batch[1:]
     assert s.disable("a") is None  # once
     assert s.disable("nope") is None
-    assert s.endpoint_ids() == ["b"]
+    kept = s.endpoint("a")  # kept while its attempt runs, never picked again
+    assert kept is not None and not kept.enabled
     late = deliveries("a", 1)
     assert s.submit(late) == late
     s.done("a")

@@ -14,15 +14,15 @@ class Clock:
         return self.now
 
 
-def delivery(n: int, token: int) -> Delivery:
-    return Delivery(n, "ep", f"msg_{n}", "t", b"{}", 1, 0.0, lease_token=token)
+def delivery(n: int, token: int, lease_s: float = 6.0) -> Delivery:
+    return Delivery(n, "ep", f"msg_{n}", "t", b"{}", 1, 0.0, lease_token=token, lease_s=lease_s)
 
 
 def test_a_lease_covers_an_attempt_only_while_it_lasts_long_enough() -> None:
     clock = Clock()
     leases = Leases(clock)
     d = delivery(1, token=7)
-    leases.add([d], lease_s=6.0, sent_at=100.0)
+    leases.add([d], sent_at=100.0)
     assert leases.covers(d, 5.5)
     clock.now = 101.0
     assert not leases.covers(d, 5.5)  # 5 s left
@@ -33,7 +33,7 @@ def test_a_lease_is_measured_from_when_the_claim_was_sent_not_when_it_came_back(
     leases = Leases(clock)
     d = delivery(1, token=7)
     clock.now = 103.0  # the claim took 3 s to come back
-    leases.add([d], lease_s=6.0, sent_at=100.0)
+    leases.add([d], sent_at=100.0)
     assert leases.covers(d, 3.0) and not leases.covers(d, 3.1)
 
 
@@ -41,7 +41,7 @@ def test_a_renewal_extends_kept_leases_and_reports_the_lost_ones() -> None:
     clock = Clock()
     leases = Leases(clock)
     a, b = delivery(1, token=7), delivery(2, token=7)
-    leases.add([a, b], lease_s=6.0, sent_at=100.0)
+    leases.add([a, b], sent_at=100.0)
     ids, tokens, seconds = leases.snapshot()
     assert (sorted(ids), tokens, seconds) == ([1, 2], [7, 7], [6.0, 6.0])
     clock.now = 104.0
@@ -53,12 +53,12 @@ def test_a_renewal_extends_kept_leases_and_reports_the_lost_ones() -> None:
 def test_a_lease_retaken_with_a_new_token_during_a_renewal_is_not_reported_lost() -> None:
     leases = Leases(Clock())
     old = delivery(1, token=7)
-    leases.add([old], lease_s=6.0, sent_at=100.0)
+    leases.add([old], sent_at=100.0)
     ids, tokens, _ = leases.snapshot()
     # meanwhile its outcome was written (a retry) and this process claimed it again
     leases.drop([old])
     again = delivery(1, token=8)
-    leases.add([again], lease_s=6.0, sent_at=101.0)
+    leases.add([again], sent_at=101.0)
     assert leases.renewed(ids, tokens, kept=[], sent_at=102.0) == []
     assert leases.holds(again) and not leases.holds(old)
 
@@ -66,7 +66,7 @@ def test_a_lease_retaken_with_a_new_token_during_a_renewal_is_not_reported_lost(
 def test_dropping_with_a_stale_token_keeps_the_current_lease() -> None:
     leases = Leases(Clock())
     current = delivery(1, token=8)
-    leases.add([current], lease_s=6.0, sent_at=100.0)
+    leases.add([current], sent_at=100.0)
     leases.drop([delivery(1, token=7)])
     assert leases.holds(current) and len(leases) == 1
 

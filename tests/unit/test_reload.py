@@ -84,7 +84,7 @@ async def test_lower_concurrency_holds_new_starts_and_never_touches_running_ones
     clock: FakeClock,
 ) -> None:
     s = Scheduler(Limits(concurrency=4, endpoint_max_in_flight=10), clock)
-    s.set_endpoints([endpoint("a")])
+    s.update_endpoint(endpoint("a"))
     s.submit(deliveries("a", 8))
     assert len(await take_all(s)) == 4
     s.set_limits(Limits(concurrency=2, endpoint_max_in_flight=10))
@@ -98,7 +98,7 @@ async def test_lower_concurrency_holds_new_starts_and_never_touches_running_ones
 
 async def test_higher_concurrency_wakes_a_waiting_dispatcher(clock: FakeClock) -> None:
     s = Scheduler(Limits(concurrency=1, endpoint_max_in_flight=10), clock)
-    s.set_endpoints([endpoint("a")])
+    s.update_endpoint(endpoint("a"))
     s.submit(deliveries("a", 3))
     assert await take(s) is not None
     waiting = asyncio.create_task(s.next())
@@ -111,7 +111,7 @@ async def test_higher_concurrency_wakes_a_waiting_dispatcher(clock: FakeClock) -
 
 async def test_new_breaker_settings_reach_existing_lanes(clock: FakeClock) -> None:
     s = Scheduler(Limits(breaker=BreakerSettings(window=20)), clock)
-    s.set_endpoints([endpoint("a")])
+    s.update_endpoint(endpoint("a"))
     s.set_limits(Limits(breaker=BreakerSettings(window=2, failure_ratio=1.0, cooldown_s=7.0)))
     assert s.record("a", False)[0] is None
     state, cooldown_s, _ = s.record("a", False)

@@ -42,14 +42,17 @@ def deliveries(ep_id: str, count: int) -> list[Delivery]:
 
 def scheduler(clock: FakeClock, *endpoints: Endpoint, **limits: object) -> Scheduler:
     s = Scheduler(Limits(**limits), clock)  # type: ignore[arg-type]
-    assert s.set_endpoints(endpoints) == []
+    for e in endpoints:
+        assert s.update_endpoint(e) == []
     return s
 
 
-def offered(s: Scheduler, capacity: int) -> tuple[list[str], list[int]]:
-    """(endpoint ids, counts) the next claim would ask for."""
+def offered(s: Scheduler, capacity: int) -> dict[str, int]:
+    """What the next claim may take from each endpoint this scheduler knows (0: left out): the
+    quota it lists for an endpoint it is busy with, the default for the others."""
     quotas = s.quotas(capacity)
-    return quotas.ids, quotas.counts
+    listed = dict(zip(quotas.ids, quotas.counts, strict=True))
+    return {ep: listed.get(ep, quotas.default) for ep in s.endpoint_ids()}
 
 
 async def take(s: Scheduler, wait_s: float = NOTHING_S) -> tuple[Endpoint, Delivery] | None:
@@ -142,8 +145,9 @@ async def test_endpoint_without_own_cap_gets_the_default_cap(clock: FakeClock) -
 
 async def test_endpoint_cap_above_the_global_cap_is_clamped_to_it(clock: FakeClock) -> None:
     s = scheduler(clock, endpoint("ep", max_in_flight=50), concurrency=4)
-    # Claim quota is twice the (clamped) cap: 8, not 100.
-    assert offered(s, 1000) == (["ep"], [8])
+    s.submit(deliveries("ep", 1))
+    # Claim quota is twice the (clamped) cap: 8 (less the one it holds), not 100.
+    assert offered(s, 1000) == {"ep": 7}
 
 
 # -- token buckets ----------------------------------------------------------------------
@@ -214,10 +218,29 @@ async def test_round_robin_hands_small_endpoints_out_within_the_first_picks(
     assert picks.count("big") == 1
 
 
-async def test_quotas_rotate_so_every_endpoint_gets_first_pick(clock: FakeClock) -> None:
-    s = scheduler(clock, endpoint("a"), endpoint("b"), endpoint("c"), concurrency=10)
-    firsts = [offered(s, 10)[0][0] for _ in range(3)]
-    assert sorted(firsts) == ["a", "b", "c"]
+async def test_only_endpoints_with_work_here_are_listed_the_rest_get_the_default(
+    clock: FakeClock,
+) -> None:
+    """A claim's cost must not depend on the endpoints a daemon has seen: idle ones are not
+    sent at all (the database walks what is due, least recently served first)."""
+    s = scheduler(clock, *(endpoint(f"idle{i}") for i in range(100)), endpoint("busy"))
+    s.submit(deliveries("busy", 3))
+    quotas = s.quotas(100)
+    assert quotas.ids == ["busy"] and quotas.counts == [7]  # twice its cap, less what it holds
+    assert quotas.default == 10
+
+
+async def test_the_endpoint_cache_keeps_the_most_recently_claimed_and_every_busy_one(
+    clock: FakeClock,
+) -> None:
+    s = Scheduler(Limits(), clock, max_lanes=3)
+    for name in ("a", "b", "c"):
+        s.update_endpoint(endpoint(name))
+    s.submit(deliveries("a", 1))  # busy: never dropped
+    s.update_endpoint(endpoint("d"))
+    assert sorted(s.endpoint_ids()) == ["a", "c", "d"]  # b was the least recently claimed
+    s.update_endpoint(endpoint("e"))
+    assert sorted(s.endpoint_ids()) == ["a", "d", "e"]
 
 
 # -- claim quotas -----------------------------------------------------------------------
@@ -227,11 +250,10 @@ async def test_quota_of_unlimited_endpoint_is_twice_its_cap_less_what_it_holds(
     clock: FakeClock,
 ) -> None:
     s = scheduler(clock, endpoint("ep", max_in_flight=3), concurrency=10)
-    assert offered(s, 100) == (["ep"], [6])
-    assert offered(s, 4) == (["ep"], [4])  # never more than the capacity offered
     s.submit(deliveries("ep", 4))
     await take(s)
-    assert offered(s, 100) == (["ep"], [2])  # 6 - 1 in flight - 3 queued
+    assert offered(s, 100) == {"ep": 2}  # 6 - 1 in flight - 3 queued
+    assert offered(s, 1) == {"ep": 1}  # never more than the capacity offered
 
 
 async def test_rate_limited_endpoint_is_offered_only_the_tokens_it_has_now(
@@ -241,17 +263,16 @@ async def test_rate_limited_endpoint_is_offered_only_the_tokens_it_has_now(
     s = scheduler(
         clock, endpoint("ep", rate_per_s=rate_per_s, burst=burst, max_in_flight=50), concurrency=50
     )
-    assert offered(s, 1000) == (["ep"], [burst])  # buckets start full
+    s.submit(deliveries("ep", 1))
+    assert offered(s, 1000) == {"ep": burst - 1}  # buckets start full
 
-    s.submit(deliveries("ep", burst))
-    assert offered(s, 1000) == ([], [])  # every token it has is spoken for already
+    s.submit(deliveries("ep", burst - 1))
+    assert offered(s, 1000) == {"ep": 0}  # every token it has is spoken for already
 
     assert len(await take_all(s)) == burst
-    for _ in range(burst):
-        s.done("ep")
-    assert offered(s, 1000) == ([], [])  # bucket empty
+    assert offered(s, 1000) == {"ep": 0}  # bucket empty
     clock.advance(1.0)  # two tokens back
-    assert offered(s, 1000) == (["ep"], [2])
+    assert offered(s, 1000) == {"ep": 2}
 
 
 async def test_rate_limited_endpoint_is_offered_no_more_than_the_free_slots(
@@ -265,49 +286,37 @@ async def test_rate_limited_endpoint_is_offered_no_more_than_the_free_slots(
     )
     s.submit(deliveries("busy", 7))
     await take_all(s)
-    # Tokens are spent when claimed, so only what can start at once is claimed.
-    assert dict(zip(*offered(s, 1000), strict=True))["ep"] == 3
+    # Tokens are spent when claimed, so only what can start at once is claimed (the claim
+    # statement caps a rate-limited endpoint at the free slots).
+    assert s.quotas(1000).free_slots == 3
 
 
-async def test_quotas_carry_the_shared_limits_for_the_claim(clock: FakeClock) -> None:
-    s = scheduler(
-        clock,
-        endpoint("limited", rate_per_s=5.0, burst=2, max_in_flight=3),
-        endpoint("free"),
-        concurrency=10,
-    )
-    quotas = s.quotas(10)
-    by_id = {
-        ep: (rate, burst, cap)
-        for ep, rate, burst, cap in zip(
-            quotas.ids, quotas.rates_per_s, quotas.bursts, quotas.max_in_flight, strict=True
-        )
-    }
-    assert by_id == {"limited": (5.0, 2, 3), "free": (None, None, None)}
-
-
-async def test_wait_hint_is_the_pause_left_or_one_token_interval(clock: FakeClock) -> None:
+async def test_local_wait_is_the_pause_left_or_the_next_token(clock: FakeClock) -> None:
     s = scheduler(clock, endpoint("r", rate_per_s=4.0, burst=1), endpoint("u"), concurrency=10)
-    assert s.wait_hint("u") is None
-    assert s.wait_hint("r") == 0.25
+    assert s.local_wait_s() is None
+    s.submit(deliveries("r", 2))
+    assert await take(s) is not None  # the only token
+    assert s.local_wait_s() == 0.25
     s.pause("u", 3.0)
-    assert s.wait_hint("u") == 3.0
+    clock.advance(0.25)
+    assert s.local_wait_s() == 2.75
 
 
 async def test_default_rate_applies_to_endpoints_without_their_own(clock: FakeClock) -> None:
     s = scheduler(clock, endpoint("ep"), concurrency=50, default_rate_per_s=4.0)
+    s.submit(deliveries("ep", 1))
     # Default burst: one second's worth, 4 tokens, all there from the start.
-    assert offered(s, 1000) == (["ep"], [4])
+    assert offered(s, 1000) == {"ep": 3}
 
 
 async def test_paused_endpoint_is_offered_nothing_until_the_pause_ends(clock: FakeClock) -> None:
     s = scheduler(clock, endpoint("paused"), endpoint("other"), concurrency=10)
     s.pause("paused", 5.0)
-    assert offered(s, 10)[0] == ["other"]
+    assert offered(s, 10) == {"paused": 0, "other": 10}
     clock.advance(4.9)
-    assert offered(s, 10)[0] == ["other"]
+    assert offered(s, 10) == {"paused": 0, "other": 10}
     clock.advance(0.1)
-    assert sorted(offered(s, 10)[0]) == ["other", "paused"]
+    assert offered(s, 10) == {"paused": 10, "other": 10}
 
 
 async def test_pause_returns_queued_deliveries_and_blocks_new_starts(clock: FakeClock) -> None:
@@ -330,7 +339,7 @@ async def test_shorter_pause_never_cuts_a_longer_one(clock: FakeClock) -> None:
     s.pause("ep", 10.0)
     s.pause("ep", 1.0)
     clock.advance(5.0)
-    assert offered(s, 10) == ([], [])
+    assert offered(s, 10) == {"ep": 0}
 
 
 async def test_pause_of_unknown_endpoint_is_a_no_op(clock: FakeClock) -> None:
@@ -345,9 +354,9 @@ async def test_disabled_endpoint_is_dropped_and_its_queue_returned(clock: FakeCl
     s.submit(queued_a)
     s.submit(deliveries("b", 1))
 
-    assert s.set_endpoints([replace(a, enabled=False), b]) == queued_a
+    assert s.update_endpoint(replace(a, enabled=False)) == queued_a
     assert s.queued == 1
-    assert offered(s, 10)[0] == ["b"]
+    assert offered(s, 10) == {"b": 9}
     assert s.endpoint_ids() == ["b"]
     assert s.endpoint("a") is None
     late = deliveries("a", 1)
@@ -362,10 +371,10 @@ async def test_removed_endpoint_with_attempts_running_is_kept_until_they_finish(
     s.submit(batch)
     assert await take(s) is not None
 
-    assert s.set_endpoints([endpoint("b")]) == batch[1:]
+    assert s.remove_endpoint("a") == batch[1:]
     kept = s.endpoint("a")
     assert kept is not None and not kept.enabled
-    assert offered(s, 10)[0] == ["b"]
+    assert offered(s, 10) == {"a": 0, "b": 10}
     s.done("a")
     assert s.endpoint("a") is None
     assert s.in_flight == 0
@@ -392,7 +401,7 @@ async def test_deliveries_queued_behind_their_endpoints_cap_leave_capacity_to_ot
     assert s.capacity() == 5  # only 5 can start now
     assert len(await take_all(s)) == 5  # the 5 hang (a receiver that never answers)
     assert s.capacity() == 5  # the 5 waiting behind them must not eat the other half too
-    assert offered(s, s.capacity()) == (["live"], [5])
+    assert offered(s, s.capacity()) == {"hung": 0, "live": 5}
 
 
 async def test_a_claim_is_wanted_only_once_half_the_target_is_free(clock: FakeClock) -> None:
@@ -433,25 +442,6 @@ async def test_take_now_with_nothing_startable_wakes_the_dispatcher(clock: FakeC
     assert picked[0].id == "a"
 
 
-async def test_a_claim_that_takes_all_a_bucket_allows_counts_a_rate_limited_wait(
-    clock: FakeClock,
-) -> None:
-    s = scheduler(
-        clock,
-        endpoint("limited", rate_per_s=2.0, burst=2, max_in_flight=5),
-        endpoint("free"),
-        concurrency=10,
-    )
-    assert dict(zip(*offered(s, 10), strict=True)) == {"limited": 2, "free": 10}
-    s.count_held_back(deliveries("limited", 2) + deliveries("free", 3))
-    assert s.take_rate_limited_waits() == 1  # its bucket, not its backlog, stopped it
-
-    clock.advance(1.0)  # two tokens again
-    offered(s, 10)
-    s.count_held_back(deliveries("limited", 1))  # took less: no more was due (or blocked)
-    assert s.take_rate_limited_waits() == 0
-
-
 async def test_a_probe_without_a_verdict_does_not_leave_the_endpoint_stuck(
     clock: FakeClock,
 ) -> None:
@@ -481,11 +471,3 @@ async def test_drain_queued_returns_everything_not_started(clock: FakeClock) -> 
     assert s.queued == 0 and s.in_flight == 3
     clock.advance(10.0)
     assert await take(s) is None
-
-
-async def test_rate_limited_quotas_together_never_exceed_the_free_slots(clock: FakeClock) -> None:
-    eps = [endpoint(f"r{i}", rate_per_s=50.0, burst=10, max_in_flight=10) for i in range(4)]
-    s = scheduler(clock, *eps, endpoint("free"), concurrency=6)
-    ids, counts = offered(s, 1000)
-    limited = sum(n for ep, n in zip(ids, counts, strict=True) if ep.startswith("r"))
-    assert limited == 6  # tokens for 40, slots for 6: the rest stays in PostgreSQL

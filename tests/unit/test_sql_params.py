@@ -88,7 +88,7 @@ def test_errors_name_the_query_among_several() -> None:
 
 def test_the_real_queries_file_parses_and_names_every_number() -> None:
     queries = sql.queries()
-    assert queries["claim"].params[3] == "lease_s"
+    assert queries["claim"].params[8] == "lease_margin_s"
     assert queries["record_outcomes"].params[1] == "lease_tokens"
     assert queries["backlog"].params == ()
     assert all(isinstance(q, Query) and q.name == name for name, q in queries.items())

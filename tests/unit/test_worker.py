@@ -50,7 +50,7 @@ class FakeRecorder:
 
 def setup(result: AttemptResult, clock: FakeClock) -> tuple[Worker, Any, Any, Leases, Scheduler]:
     scheduler = Scheduler(Limits(concurrency=2, endpoint_max_in_flight=2), clock)
-    scheduler.set_endpoints([ENDPOINT])
+    scheduler.update_endpoint(ENDPOINT)
     deliverer, recorder, leases = FakeDeliverer(result), FakeRecorder(), Leases(clock)
     worker = Worker(
         Config(),
@@ -64,8 +64,8 @@ def setup(result: AttemptResult, clock: FakeClock) -> tuple[Worker, Any, Any, Le
     return worker, deliverer, recorder, leases, scheduler
 
 
-def delivery(n: int = 1) -> Delivery:
-    return Delivery(n, "ep", f"msg_{n}", "t", b"{}", 1, 0.0, lease_token=3)
+def delivery(n: int = 1, lease_s: float = 35.0) -> Delivery:
+    return Delivery(n, "ep", f"msg_{n}", "t", b"{}", 1, 0.0, lease_token=3, lease_s=lease_s)
 
 
 async def run_one(worker: Worker, scheduler: Scheduler, d: Delivery) -> None:
@@ -77,8 +77,8 @@ async def run_one(worker: Worker, scheduler: Scheduler, d: Delivery) -> None:
 async def test_an_attempt_whose_lease_cannot_cover_its_timeout_is_given_back_unsent() -> None:
     clock = FakeClock()
     worker, deliverer, recorder, leases, scheduler = setup(AttemptResult(0.0, 0.01, 200), clock)
-    d = delivery()
-    leases.add([d], lease_s=8.0, sent_at=clock())  # timeout 5 s + slack fits
+    d = delivery(lease_s=8.0)
+    leases.add([d], sent_at=clock())  # timeout 5 s + slack fits
     clock.advance(3.0)  # renewals failed meanwhile: 5 s left, not 5.5
     await run_one(worker, scheduler, d)
     assert deliverer.sent == [] and recorder.outcomes == []
@@ -90,7 +90,7 @@ async def test_an_attempt_under_a_live_lease_is_sent_and_its_outcome_recorded() 
     clock = FakeClock()
     worker, deliverer, recorder, leases, scheduler = setup(AttemptResult(0.0, 0.01, 200), clock)
     d = delivery()
-    leases.add([d], lease_s=35.0, sent_at=clock())
+    leases.add([d], sent_at=clock())
     await run_one(worker, scheduler, d)
     assert deliverer.sent == [d]
     assert [o.delivery for o in recorder.outcomes] == [d] and recorder.released == []
@@ -106,7 +106,7 @@ async def test_a_failing_log_or_metric_after_the_attempt_still_frees_the_slot() 
 
     worker._observe = broken  # type: ignore[method-assign]
     d = delivery()
-    leases.add([d], lease_s=35.0, sent_at=clock())
+    leases.add([d], sent_at=clock())
     await run_one(worker, scheduler, d)
     assert [o.delivery for o in recorder.outcomes] == [d]  # recorded before the failure
     assert scheduler.in_flight == 0
@@ -117,7 +117,7 @@ async def test_a_retry_after_pauses_the_endpoint_and_gives_back_its_queue_in_one
     answer = AttemptResult(0.0, 0.01, 429, "http_429", retry_after_s=30.0)
     worker, _, recorder, leases, scheduler = setup(answer, clock)
     first, queued = delivery(1), delivery(2)
-    leases.add([first, queued], lease_s=35.0, sent_at=clock())
+    leases.add([first, queued], sent_at=clock())
     scheduler.submit([first, queued])
     endpoint, picked = await asyncio.wait_for(scheduler.next(), 1)
     assert picked == first
