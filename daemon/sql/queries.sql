@@ -106,14 +106,15 @@ WITH local AS MATERIALIZED (
     -- version, locked here so that it cannot finish (and release nothing) before this commits
     SELECT e.id
     FROM webhookd.deliveries e
-    WHERE e.id IN (SELECT blocker FROM cand WHERE blocker IS NOT NULL)
+    WHERE e.id = ANY (ARRAY(SELECT blocker FROM cand WHERE blocker IS NOT NULL))
       AND (e.status IN ('pending', 'held', 'delivering') OR ($10::bool AND e.status = 'failed'))
     FOR SHARE SKIP LOCKED
 ), held AS (
     UPDATE webhookd.deliveries d
     SET status = 'held', updated_at = now()
-    FROM cand c
-    WHERE d.id = c.id AND d.status = 'pending' AND c.blocker IN (SELECT id FROM blockers)
+    WHERE d.id = ANY (ARRAY(SELECT c.id FROM cand c
+                            WHERE c.blocker IN (SELECT id FROM blockers)))
+      AND d.status = 'pending'
     RETURNING d.id, d.endpoint_id
 ), served AS MATERIALIZED (
     -- endpoints the walk reached (it stops at $1::int rows), with what they got
@@ -164,7 +165,9 @@ WITH local AS MATERIALIZED (
     -- the payload's text once per row (OFFSET 0 keeps it from being inlined twice); one
     -- over $12 bytes comes back as NULL with its size, so it is refused without being loaded
     CROSS JOIN LATERAL (SELECT o.payload::text AS body OFFSET 0) b
-    WHERE d.id = p.id AND o.id = d.message_id AND d.status = 'pending'
+    -- by primary key: a join could be planned as a scan of the whole table
+    WHERE d.id = ANY (ARRAY(SELECT id FROM picked)) AND d.id = p.id
+      AND o.id = d.message_id AND d.status = 'pending'
     RETURNING d.id, d.endpoint_id, d.attempts, d.attempt_base, d.ordering_key, o.msg_id,
               o.event_type, CASE WHEN octet_length(b.body) <= $12::int THEN b.body END AS payload,
               octet_length(b.body) AS payload_bytes, o.created_at, t.token AS lease_token,
