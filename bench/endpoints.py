@@ -104,7 +104,7 @@ async def measure(
     env_extra = {"WEBHOOKD_LOG_LEVEL": "warning"}
     program: list[str] = []
     if args.daemon_tree:
-        env_extra["PYTHONPATH"] = str(Path(args.daemon_tree).resolve())
+        env_extra["PYTHONPATH"] = args.daemon_tree  # resolved when parsed
         program = [sys.executable, "-m", "daemon"]
     daemon = common.Daemon(dsn, env.workdir, env_extra, program)
     await env.receiver.reset()
@@ -146,8 +146,9 @@ async def one_size(env: common.Env, idle: int, args: argparse.Namespace) -> dict
         busy_ids = await common.add_endpoints(dsn, [env.receiver.url(i) for i in range(BUSY)])
         await execute(dsn, REGISTER_DISTINCT, env.receiver.url(0)[: -len("0")], args.distinct)
         await execute(dsn, "VACUUM ANALYZE")
-        common.note(f"{idle + BUSY + args.distinct:,} endpoints registered in "
-                    f"{time.monotonic() - t0:.0f} s")
+        common.note(
+            f"{idle + BUSY + args.distinct:,} endpoints registered in {time.monotonic() - t0:.0f} s"
+        )
         runs = []
         for rep in range(args.reps):
             await common.wait_quiet()
@@ -216,4 +217,6 @@ if __name__ == "__main__":
     parsed = parser.parse_args()
     if parsed.reps is None:
         parsed.reps = 1
+    if parsed.daemon_tree:
+        parsed.daemon_tree = str(Path(parsed.daemon_tree).resolve())
     common.run(main, parsed)

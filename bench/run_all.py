@@ -31,6 +31,7 @@ BENCHES = [
     "backlog",
     "ratelimit",
     "log_event",
+    "endpoints",
 ]
 TIMEOUT_S = 20 * 60  # per benchmark; each bounds its own workload well below this
 
@@ -126,6 +127,14 @@ def headline(result: dict[str, Any]) -> str:
         ),
         "log_event": lambda r: (
             f"{r['cpu_us_per_event']:.1f} CPU-us per delivery.attempt line at log.level info"
+        ),
+        "endpoints": lambda r: "; ".join(
+            f"{s['registered']:,}: busy {s['busy_rate_per_s']:.0f}/s "
+            f"({s['busy_ratio_to_smallest']:.2f}x), distinct {s['distinct_ratio_to_busy']:.2f}x, "
+            f"wake p50/p99 {s['wakeup_p50_ms']:.1f}/{s['wakeup_p99_ms']:.1f} ms, "
+            f"start {s['startup_s']:.1f} s, RSS {s['daemon_peak_rss_mb']:.0f} MB, "
+            f"fan-out commit {s['fanout_commit_s']:.2f} s"
+            for s in r["sizes"]
         ),
     }
     describe = figures.get(name)

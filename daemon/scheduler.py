@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import time
 from collections import OrderedDict, deque
@@ -157,12 +158,14 @@ class Scheduler:
     def _evict(self) -> None:
         """Keep at most `max_lanes` lanes: drop the least recently claimed idle ones."""
         excess = len(self._lanes) - self._max_lanes
-        for ep_id in list(self._lanes):
-            if excess <= 0:
-                return
+        if excess <= 0:
+            return
+        for ep_id in list(itertools.islice(self._lanes, excess + len(self._active))):
             if not self._is_active(self._lanes[ep_id]):
                 self._forget_lane(ep_id)
                 excess -= 1
+                if excess <= 0:
+                    return
 
     def set_limits(self, limits: Limits) -> None:
         self._limits = limits

@@ -26,6 +26,7 @@ ALL = [
     "backlog",
     "ratelimit",
     "peer_pgqueuer",
+    "endpoints",
 ]
 NEEDS_NO_DATABASE = {"http_ceiling", "log_event"}
 
