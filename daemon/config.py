@@ -498,7 +498,10 @@ def _defaulted(name: str, convert: Callable[[str], object] = str) -> _Key:
 
 
 def _path(text: str) -> Path:
-    return Path(text).expanduser()
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~user" for a user that does not exist
+        raise ValueError(f"cannot expand the home directory in {text!r}") from None
 
 
 _MS = 0.001

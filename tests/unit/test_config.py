@@ -677,3 +677,10 @@ def test_environment_value_that_is_not_utf8_names_the_key_without_the_value() ->
     assert err.key == "database.url"
     assert "UTF-8" in err.why
     assert "s3cret" not in str(err)
+
+
+def test_a_home_directory_that_cannot_be_expanded_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "webhookd.toml"
+    path.write_text('[database]\nembedded_dir = "~nosuchuser0/pg"\n')
+    with pytest.raises(ConfigError, match=r"database.embedded_dir: cannot expand"):
+        load_config(path, {})
