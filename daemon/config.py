@@ -118,6 +118,10 @@ class DeliveryConfig:
     allow_insecure_http: bool = False
     allow_private_networks: bool = False
     endpoint_max_in_flight: int = 0  # 0: see effective_endpoint_max_in_flight
+    # attempts running past their slow threshold leave the concurrency cap for this many
+    # extra slots (isolation.py); 0: they keep their slot (a strict cap)
+    slow_lane: int = 20
+    slow_after_s: float = 2.0  # the least an attempt runs before it counts as slow
     drain_timeout_s: float = 30.0
     user_agent: str = DEFAULT_USER_AGENT
 
@@ -539,6 +543,8 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
         "allow_insecure_http": _one("allow_insecure_http", _boolean),
         "allow_private_networks": _one("allow_private_networks", _boolean),
         "endpoint_max_in_flight": _one("endpoint_max_in_flight", _integer(0, MAX_IN_FLIGHT)),
+        "slow_lane": _one("slow_lane", _integer(0, MAX_IN_FLIGHT)),
+        "slow_after": _one("slow_after_s", _duration(0.01, MAX_TIMEOUT_S), format_duration),
         "drain_timeout": _one("drain_timeout_s", _duration(0, MAX_TIMEOUT_S), format_duration),
         "user_agent": _defaulted("user_agent"),
     }),

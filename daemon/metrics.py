@@ -100,6 +100,37 @@ class Metrics:
             if per_endpoint
             else None
         )
+        self.slow_lane = Gauge(
+            "webhookd_slow_lane_in_use",
+            "Attempts running in the slow lane (past their endpoint's slow threshold)",
+            registry=r,
+        )
+        self.demoted = Gauge(
+            "webhookd_endpoints_demoted",
+            "Endpoints demoted to the slow lane for answering slowly or not at all",
+            registry=r,
+        )
+        self.demotions = Counter(
+            "webhookd_endpoint_demotions_total",
+            "Endpoints demoted to the slow lane, and restored",
+            ["change"],  # demoted | restored
+            registry=r,
+        )
+        self.slow_waits = Counter(
+            "webhookd_slow_lane_waits_total",
+            "Times a demoted endpoint's due delivery waited for a slow-lane slot",
+            registry=r,
+        )
+        self.endpoint_limit = (
+            Gauge(
+                "webhookd_endpoint_concurrency_limit",
+                "Attempts at once this process allows an endpoint busy here now",
+                ["endpoint"],
+                registry=r,
+            )
+            if per_endpoint
+            else None
+        )
         self.dead_letters = Counter(
             "webhookd_dead_letters_total", "Deliveries moved to the dead-letter state", registry=r
         )
@@ -149,6 +180,7 @@ class Metrics:
             (self.db_errors, ("claim", "record", "release", "pause", "disable")),
             (self.auto_disabled, ("failing", "gone")),
             (self.pruned, ("outbox", "deliveries", "attempts")),
+            (self.demotions, ("demoted", "restored")),
         ):
             for value in values:
                 metric.labels(value)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from daemon.breaker import BreakerSettings, CircuitBreaker, State
+from daemon.isolation import Change, Isolation, IsolationSettings, Pace
 from daemon.models import Delivery, Endpoint
 from daemon.ratelimit import TokenBucket, default_burst
 
@@ -33,6 +34,11 @@ class Limits:
     default_burst: int = 0
     batch_size: int = 100
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    slow_lane: int = 20
+    slow_after_s: float = 2.0
+
+    def isolation(self) -> IsolationSettings:
+        return IsolationSettings(self.concurrency, self.slow_lane, self.slow_after_s)
 
 
 @dataclass
@@ -46,7 +52,9 @@ class Lane:
     in_flight: int = 0
     paused_until: float = 0.0  # monotonic time; set by 429/503 Retry-After
     waiting_for_token: bool = False  # the head of the queue is held by the bucket
+    waiting_for_slot: bool = False  # demoted, and the slow lane and its share are full
     breaker: CircuitBreaker | None = None
+    pace: Pace = field(default_factory=Pace)  # how it answers lately (isolation.py)
 
 
 @dataclass
@@ -103,11 +111,14 @@ class Scheduler:
         self._queued = 0
         self._changed = asyncio.Event()
         self._completions = _RateMeter(clock)
+        self._isolation = Isolation(limits.isolation(), clock)
         # Set when enough slots are free that a new claim is worth a round trip.
         self.hunger = asyncio.Event()
         # Endpoints held back by their rate limit while they had due work: counted by the
         # claim statement (`held_back`), or a claimed delivery that waited for a token here.
         self.rate_limited_waits = 0
+        # Deliveries of demoted endpoints that waited because the slow lane was full.
+        self.slow_waits = 0
 
     # -- endpoints -------------------------------------------------------------------
     def update_endpoint(self, endpoint: Endpoint) -> list[Delivery]:
@@ -169,6 +180,7 @@ class Scheduler:
 
     def set_limits(self, limits: Limits) -> None:
         self._limits = limits
+        self._isolation.settings = limits.isolation()
         for lane in self._lanes.values():
             self._upsert(lane.endpoint)
         self._changed.set()
@@ -208,11 +220,15 @@ class Scheduler:
             lane.breaker.update(settings)
 
     def _cap(self, lane: Lane) -> int:
-        """The lane's in-flight limit now: its cap, or a half-open breaker's single probe."""
+        """The lane's in-flight limit now: its cap, a demoted endpoint's limit, or a
+        half-open breaker's single probe."""
+        cap = lane.max_in_flight
+        if lane.pace.demoted:
+            cap = min(cap, lane.pace.limit)
         if lane.breaker is None:
-            return lane.max_in_flight
+            return cap
         allowed = lane.breaker.allows(lane.in_flight)
-        return lane.max_in_flight if allowed < 0 else lane.in_flight + allowed
+        return cap if allowed < 0 else min(cap, lane.in_flight + allowed)
 
     def _drop_queue(self, lane: Lane) -> list[Delivery]:
         if lane.queue:
@@ -227,6 +243,7 @@ class Scheduler:
             lane.queue
             or lane.in_flight
             or lane.paused_until > self._clock()
+            or lane.pace.demoted
             or (lane.breaker is not None and lane.breaker.state is not State.CLOSED)
         )
 
@@ -244,14 +261,16 @@ class Scheduler:
         take a free slot, and counting them let a hung endpoint (its cap in flight and as many
         queued) fill the whole target, so no other endpoint was claimed until its attempts
         timed out. Its quota (twice its cap) still bounds what it holds."""
-        return max(0, self._target() - self._in_flight - self._startable())
+        regular = self._isolation.regular_in_use(self._in_flight)
+        return max(0, self._target() - regular - self._startable())
 
     def _startable(self) -> int:
-        """Queued deliveries whose endpoint has a free in-flight slot for them."""
+        """Queued deliveries that could take a regular slot: their endpoint has a free
+        in-flight slot for them and is not demoted (those go to the slow lane)."""
         total = 0
         for ep_id in self._order:
             lane = self._lanes.get(ep_id)
-            if lane is not None:
+            if lane is not None and not lane.pace.demoted:
                 total += min(len(lane.queue), max(0, self._cap(lane) - lane.in_flight))
         return total
 
@@ -264,7 +283,8 @@ class Scheduler:
         free slots can start them at once (`free_slots`): one left waiting for a slot would
         reach its receiver late, in a bunch with later ones."""
         default_cap = min(self._limits.endpoint_max_in_flight, self._limits.concurrency)
-        free = self._limits.concurrency - self._in_flight - self._startable()
+        regular = self._isolation.regular_in_use(self._in_flight)
+        free = self._limits.concurrency - regular - self._startable()
         quotas = Quotas(default=max(0, min(capacity, default_cap * 2)), free_slots=max(0, free))
         for ep_id in list(self._active):
             lane = self._lanes.get(ep_id)
@@ -339,7 +359,7 @@ class Scheduler:
 
     def _pick(self) -> tuple[tuple[Endpoint, Delivery] | None, float | None]:
         """One round over lanes with work; returns the pick or how long to sleep."""
-        if self._in_flight >= self._limits.concurrency:
+        if not self._isolation.room(self._in_flight):
             return None, None
         wait_s: float | None = None
         for _ in range(len(self._order)):
@@ -354,6 +374,12 @@ class Scheduler:
             if pause_s > 0:
                 wait_s = pause_s if wait_s is None else min(wait_s, pause_s)
                 continue
+            place = self._isolation.place(lane.pace, self._in_flight, self._proven_waiting)
+            if place is None:
+                if lane.pace.demoted and not lane.waiting_for_slot:
+                    lane.waiting_for_slot = True  # counted once per wait
+                    self.slow_waits += 1
+                continue
             if lane.bucket is not None and not lane.bucket.try_take():
                 lane_wait = lane.bucket.wait_s()
                 wait_s = lane_wait if wait_s is None else min(wait_s, lane_wait)
@@ -361,15 +387,30 @@ class Scheduler:
                     lane.waiting_for_token = True
                     self.rate_limited_waits += 1
                 continue
-            return self._start(lane), None
+            return self._start(lane, place), None
         return None, wait_s
 
-    def _start(self, lane: Lane) -> tuple[Endpoint, Delivery]:
+    def _proven_waiting(self) -> bool:
+        """Whether an endpoint that answers (and is not demoted) has a delivery queued that its
+        own cap would let start."""
+        for ep_id in self._order:
+            lane = self._lanes.get(ep_id)
+            if (
+                lane is not None
+                and lane.pace.latency_s is not None
+                and not lane.pace.demoted
+                and lane.in_flight < self._cap(lane)
+            ):
+                return True
+        return False
+
+    def _start(self, lane: Lane, place: str) -> tuple[Endpoint, Delivery]:
         delivery = lane.queue.popleft()
         if not lane.queue:
             self._order.remove(lane.endpoint.id)
         self._queued -= 1
-        lane.waiting_for_token = False
+        self._isolation.started(delivery.id, lane.endpoint.id, lane.pace, place)
+        lane.waiting_for_token = lane.waiting_for_slot = False
         if lane.breaker is not None:
             lane.breaker.started()
         lane.in_flight += 1
@@ -384,12 +425,31 @@ class Scheduler:
             self._changed.set()
         return picked
 
-    def done(self, endpoint_id: str, *, wake: bool = True) -> None:
+    def done(
+        self,
+        endpoint_id: str,
+        *,
+        wake: bool = True,
+        delivery_id: int | None = None,
+        duration_s: float | None = None,
+        responded: bool = False,
+    ) -> None:
         """An attempt finished: free its slot. `wake=False` when the caller calls `take_now`
-        next (which wakes `next()` if it takes nothing)."""
+        next (which wakes `next()` if it takes nothing). `duration_s` (None: not attempted)
+        and whether the receiver answered at all tell how the endpoint answers lately."""
         self._in_flight -= 1
         self._completions.tick()
         lane = self._lanes.get(endpoint_id)
+        if delivery_id is None:
+            delivery_id = self._isolation.oldest_of(endpoint_id)
+        if delivery_id is not None:
+            self._isolation.finished(
+                delivery_id,
+                lane.pace if lane is not None else Pace(),
+                cap=lane.max_in_flight if lane is not None else 1,
+                duration_s=duration_s,
+                responded=responded,
+            )
         if lane is not None:
             lane.in_flight -= 1
             if lane.in_flight == 0 and not lane.endpoint.enabled:
@@ -465,6 +525,32 @@ class Scheduler:
         for lane in self._lanes.values():
             out.extend(self._drop_queue(lane))
         return out
+
+    def check_slow(self) -> None:
+        """Attempts that have run past their endpoint's threshold move to the slow lane and
+        demote it (isolation.py); call it every so often."""
+        if self._isolation.check(lambda ep: lane.pace if (lane := self._lanes.get(ep)) else None):
+            self._changed.set()
+
+    def take_changes(self) -> list[Change]:
+        """Endpoints demoted or restored since the last call (to log)."""
+        return self._isolation.take_changes()
+
+    def endpoint_limits(self) -> dict[str, int]:
+        """The in-flight limit of each endpoint busy here now (a metric)."""
+        return {ep: self._cap(lane) for ep in self._active if (lane := self._lanes.get(ep))}
+
+    @property
+    def slow_lane_in_use(self) -> int:
+        return self._isolation.slow_lane_in_use
+
+    @property
+    def demoted(self) -> int:
+        return sum(1 for lane in self._lanes.values() if lane.pace.demoted)
+
+    def take_slow_waits(self) -> int:
+        count, self.slow_waits = self.slow_waits, 0
+        return count
 
     def take_rate_limited_waits(self) -> int:
         """Rate-limited waits since the last call (for a Prometheus counter)."""

@@ -40,6 +40,7 @@ from daemon.worker import Worker
 log = structlog.get_logger("webhookd.service")
 
 BACKLOG_REFRESH_S = 5.0
+PACE_CHECK_S = 0.1  # how often running attempts are checked against their slow threshold
 
 
 def limits_from(config: Config) -> Limits:
@@ -49,6 +50,8 @@ def limits_from(config: Config) -> Limits:
         default_rate_per_s=config.ratelimit.default_rate_per_s,
         default_burst=config.ratelimit.default_burst,
         batch_size=config.outbox.batch_size,
+        slow_lane=config.delivery.slow_lane,
+        slow_after_s=config.delivery.slow_after_s,
         breaker=BreakerSettings(
             enabled=config.breaker.enabled,
             window=config.breaker.window,
@@ -195,6 +198,7 @@ class Service:
             ("recorder", self.recorder.run()),
             ("worker", self.worker.run()),
             ("leases", self.lease_keeper.run()),
+            ("pace", self._pace_loop()),
             ("backlog", self._backlog_loop()),
             ("health", self.endpoint_health.run()),
             ("retention", self.pruner.run()),
@@ -272,6 +276,31 @@ class Service:
         if self.metrics.endpoint_breaker is not None:
             for endpoint_id, state in states.items():
                 self.metrics.endpoint_breaker.labels(endpoint_id).set(int(state))
+        self.metrics.slow_lane.set(self.scheduler.slow_lane_in_use)
+        self.metrics.demoted.set(self.scheduler.demoted)
+        self.metrics.slow_waits.inc(self.scheduler.take_slow_waits())
+        if self.metrics.endpoint_limit is not None:
+            for endpoint_id, limit in self.scheduler.endpoint_limits().items():
+                self.metrics.endpoint_limit.labels(endpoint_id).set(limit)
+
+    async def _pace_loop(self) -> None:
+        """Moves attempts that run past their endpoint's slow threshold to the slow lane, and
+        says which endpoints were demoted or restored (isolation.py)."""
+        while True:
+            self.scheduler.check_slow()
+            for change in self.scheduler.take_changes():
+                if change.demoted:
+                    log.warning(
+                        "endpoint.demoted",
+                        endpoint=change.endpoint_id,
+                        after_s=round(change.after_s, 3),
+                        threshold_s=round(change.threshold_s, 3),
+                    )
+                    self.metrics.demotions.labels("demoted").inc()
+                else:
+                    log.info("endpoint.restored", endpoint=change.endpoint_id)
+                    self.metrics.demotions.labels("restored").inc()
+            await asyncio.sleep(PACE_CHECK_S)
 
     async def _backlog_loop(self) -> None:
         assert self.store is not None

@@ -131,6 +131,7 @@ class Worker:
         """One attempt. Its slot is freed whatever happens, and once its result exists its
         outcome is recorded before anything else may fail (a log write, a metric)."""
         wake = True
+        result: AttemptResult | None = None
         try:
             timeout_s = endpoint.timeout_s or self.config.delivery.timeout_s
             if not self._leases.covers(delivery, timeout_s + LEASE_SLACK_S):
@@ -154,7 +155,7 @@ class Worker:
             self._observe(endpoint, delivery, result, decision)
             wake = False  # the caller takes the slot on, or wakes `run`
         finally:
-            self._finish(endpoint.id, wake=wake)
+            self._finish(endpoint.id, delivery, result, wake=wake)
 
     def _react(self, endpoint: Endpoint, result: AttemptResult) -> None:
         """What a result says about the endpoint: a pause, the breaker, a 410."""
@@ -236,9 +237,17 @@ class Worker:
         else:
             log.info("endpoint.circuit_closed", endpoint=endpoint.id)
 
-    def _finish(self, endpoint_id: str, *, wake: bool) -> None:
+    def _finish(
+        self, endpoint_id: str, delivery: Delivery, result: AttemptResult | None, *, wake: bool
+    ) -> None:
         self._metrics.in_flight.dec()
-        self._scheduler.done(endpoint_id, wake=wake)
+        self._scheduler.done(
+            endpoint_id,
+            wake=wake,
+            delivery_id=delivery.id,
+            duration_s=None if result is None else result.duration_s,
+            responded=result is not None and result.status_code is not None,
+        )
 
     def _observe(
         self,

@@ -45,6 +45,11 @@ MEANINGS: dict[str, str] = {
     "delivery.allow_private_networks": "allow loopback/private destinations",
     "delivery.endpoint_max_in_flight": "slots one endpoint may hold unless it sets its own "
     "`--max-in-flight`; 0: half of `concurrency`, rounded up",
+    "delivery.slow_lane": "extra slots for attempts running past their slow threshold, so "
+    "that hanging endpoints leave `concurrency` to the others; 0: a strict cap "
+    "([design](design.md#slow-and-hanging-endpoints))",
+    "delivery.slow_after": "the least an attempt runs before it counts as slow (else five "
+    "times its endpoint's usual latency)",
     "delivery.drain_timeout": "on SIGTERM, how long in-flight attempts may finish",
     "delivery.user_agent": "`User-Agent` of every request; empty: `webhookd/<version>`",
     "ratelimit.default_rate": "rate for endpoints without `--rate`; empty: unlimited",

@@ -1,0 +1,171 @@
+"""Slow and hanging endpoints kept off the shared slots (isolation.py), through the scheduler,
+with a fake clock: demotion, the slow lane, the share, restoration."""
+
+from __future__ import annotations
+
+import asyncio
+
+from daemon.models import Delivery, Endpoint
+from daemon.scheduler import Limits, Scheduler
+from tests.unit.conftest import FakeClock
+
+_ids = iter(range(1, 1_000_000))
+
+
+def endpoint(ep_id: str, cap: int = 5) -> Endpoint:
+    return Endpoint(ep_id, "t", f"https://example.com/{ep_id}", True, "whsec_x", max_in_flight=cap)
+
+
+def deliveries(ep_id: str, count: int) -> list[Delivery]:
+    return [
+        Delivery(n, ep_id, f"m{n}", "e", b"{}", 1, 0.0) for n in [next(_ids) for _ in range(count)]
+    ]
+
+
+def scheduler(clock: FakeClock, *endpoints: Endpoint, **limits: object) -> Scheduler:
+    s = Scheduler(Limits(**limits), clock)  # type: ignore[arg-type]
+    for e in endpoints:
+        s.update_endpoint(e)
+    return s
+
+
+def start_all(s: Scheduler) -> list[Delivery]:
+    started = []
+    while (picked := s.take_now()) is not None:
+        started.append(picked[1])
+    return started
+
+
+def finish(s: Scheduler, d: Delivery, duration_s: float, responded: bool = True) -> None:
+    s.done(d.endpoint_id, delivery_id=d.id, duration_s=duration_s, responded=responded)
+
+
+async def test_an_attempt_past_the_threshold_moves_to_the_slow_lane_and_demotes(
+    clock: FakeClock,
+) -> None:
+    s = scheduler(clock, endpoint("hang", cap=5), concurrency=4, slow_lane=10, slow_after_s=2.0)
+    s.submit(deliveries("hang", 3))
+    assert len(start_all(s)) == 3
+    assert s.capacity() == 1  # three of four regular slots held
+    clock.advance(1.9)
+    s.check_slow()
+    assert s.slow_lane_in_use == 0 and s.demoted == 0
+    clock.advance(0.2)
+    s.check_slow()
+    assert s.slow_lane_in_use == 3 and s.demoted == 1
+    assert s.capacity() == 4  # every regular slot is free again
+    [change] = s.take_changes()
+    assert change.endpoint_id == "hang" and change.demoted and change.threshold_s == 2.0
+
+
+async def test_a_demoted_endpoint_starts_one_attempt_at_a_time_in_the_slow_lane(
+    clock: FakeClock,
+) -> None:
+    s = scheduler(
+        clock, endpoint("hang"), endpoint("ok"), concurrency=4, slow_lane=10, slow_after_s=2.0
+    )
+    s.submit(deliveries("hang", 1))
+    [first] = start_all(s)
+    clock.advance(2.5)
+    s.check_slow()  # demoted, limit 1
+    finish(s, first, 30.0, responded=False)  # its timeout
+    s.submit(deliveries("hang", 5))
+    assert len(start_all(s)) == 1  # one at a time
+    assert s.slow_lane_in_use == 1
+    s.submit(deliveries("ok", 4))
+    assert len(start_all(s)) == 4  # the regular slots are all the others'
+
+
+async def test_with_the_slow_lane_full_demoted_endpoints_hold_half_the_slots_at_most(
+    clock: FakeClock,
+) -> None:
+    hanging = [endpoint(f"h{i}") for i in range(4)]
+    s = scheduler(clock, *hanging, endpoint("ok"), concurrency=4, slow_lane=0, slow_after_s=2.0)
+    for e in hanging:
+        s.submit(deliveries(e.id, 1))
+    running = start_all(s)
+    assert len(running) == 4
+    clock.advance(2.1)
+    s.check_slow()  # all four demoted; no slow lane: they keep their slots
+    assert s.demoted == 4 and s.slow_lane_in_use == 0
+    for d in running:
+        finish(s, d, 30.0, responded=False)
+    for e in hanging:
+        s.submit(deliveries(e.id, 2))
+    s.submit(deliveries("ok", 4))
+    started = start_all(s)
+    by_kind = [d.endpoint_id == "ok" for d in started]
+    assert by_kind.count(False) <= 2  # the demoted ones: half of four
+    assert by_kind.count(True) == 2  # the responsive one gets the other half
+
+
+async def test_answers_within_the_threshold_restore_a_demoted_endpoint(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("ep", cap=3), concurrency=10, slow_after_s=2.0)
+    s.submit(deliveries("ep", 1))
+    [d] = start_all(s)
+    clock.advance(2.5)
+    s.check_slow()
+    finish(s, d, 2.6)  # a slow answer
+    assert s.take_changes()[0].demoted
+    for limit in (1, 2):
+        s.submit(deliveries("ep", 3))
+        started = start_all(s)
+        assert len(started) == limit  # additive increase, one more per quick answer
+        for d in started:
+            finish(s, d, 0.05)
+        s.drain_queued()
+    assert s.demoted == 0  # back at its cap of 3
+    [change] = s.take_changes()
+    assert not change.demoted
+
+
+async def test_a_slow_but_healthy_endpoint_alone_keeps_its_slots(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("slowish", cap=5), concurrency=10, slow_after_s=2.0)
+    for _ in range(20):
+        s.submit(deliveries("slowish", 5))
+        started = start_all(s)
+        assert len(started) == 5
+        clock.advance(1.0)  # every answer after 1 s
+        s.check_slow()
+        for d in started:
+            finish(s, d, 1.0)
+    assert s.demoted == 0 and s.take_changes() == []
+
+
+async def test_the_threshold_follows_the_endpoints_usual_latency(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("ep"), concurrency=10, slow_after_s=2.0)
+    for _ in range(10):  # answers in 1.5 s: its usual latency
+        s.submit(deliveries("ep", 1))
+        [d] = start_all(s)
+        clock.advance(1.5)
+        finish(s, d, 1.5)
+    s.submit(deliveries("ep", 1))
+    start_all(s)
+    clock.advance(5.0)  # past 2 s, not past 5 x 1.5 s
+    s.check_slow()
+    assert s.demoted == 0
+    clock.advance(3.0)
+    s.check_slow()
+    assert s.demoted == 1
+
+
+async def test_a_quick_failure_without_an_answer_does_not_demote(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("ep"), concurrency=10, slow_after_s=2.0)
+    s.submit(deliveries("ep", 3))
+    for d in start_all(s):
+        finish(s, d, 0.001, responded=False)  # connection refused
+    assert s.demoted == 0
+
+
+async def test_the_scheduler_hands_out_a_freed_slot_at_once(clock: FakeClock) -> None:
+    s = scheduler(clock, endpoint("hang"), endpoint("ok"), concurrency=1, slow_lane=5)
+    s.submit(deliveries("hang", 1))
+    assert len(start_all(s)) == 1
+    s.submit(deliveries("ok", 1))
+    waiter = asyncio.ensure_future(s.next())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    clock.advance(2.1)
+    s.check_slow()
+    picked = await asyncio.wait_for(waiter, 1)
+    assert picked[0].id == "ok"
