@@ -338,8 +338,35 @@ async def get_endpoint(store: Store, endpoint_id: str) -> Record:
     return rec
 
 
-async def list_endpoints(store: Store, tenant_id: str | None = None) -> Sequence[Record]:
-    return await store.fetch("endpoint_list", tenant_id=tenant_id)
+@dataclass(frozen=True)
+class EndpointPage:
+    """One page of `endpoint list`: live endpoints in id order, each with `pending` (waiting
+    deliveries, held ones included) and `failed` (dead letters) counted up to COUNT_CAP + 1;
+    `next_after` is the id to continue after, None on the last page."""
+
+    rows: list[Record]
+    next_after: str | None
+
+
+COUNT_CAP = 10_000  # deliveries counted per endpoint listed: a page never counts a backlog
+PAGE_MAX = 10_000  # endpoints per page
+
+
+async def list_endpoints(
+    store: Store, tenant_id: str | None = None, *, after_id: str | None = None, limit: int = 100
+) -> EndpointPage:
+    """A page of endpoints after `after_id` (keyset pagination: the cost of a page does not
+    grow with the endpoints before it, nor with the deliveries of any)."""
+    try:
+        units.check_int(limit, 1, PAGE_MAX)
+    except ValueError as exc:
+        raise ConfigError("--limit", str(exc)) from None
+    rows = await store.fetch(
+        "endpoint_list", tenant_id=tenant_id, after_id=after_id, limit=limit, count_cap=COUNT_CAP
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return EndpointPage(rows, rows[-1]["id"] if more else None)
 
 
 async def set_enabled(
