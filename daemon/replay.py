@@ -144,11 +144,19 @@ async def requeue_dead_letters(store: Store, f: DeadLetterFilter) -> RequeueRepo
     if f.endpoint_id is not None:
         await live_endpoint(store, f.endpoint_id)
     requeued = 0
+    after: tuple[datetime | None, int | None] = (None, None)
     while True:
-        rows = await store.fetch("dead_letters_requeue", **f.params(), limit=REQUEUE_BATCH)
+        rows = await store.fetch(
+            "dead_letters_requeue",
+            **f.params(),
+            limit=REQUEUE_BATCH,
+            after_failed_at=after[0],
+            after_id=after[1],
+        )
         requeued += len(rows)
         if rows:
             await store.execute("outbox_wake")
+            after = max((r["failed_at"], r["id"]) for r in rows)
         if len(rows) < REQUEUE_BATCH:
             break
     stuck = (

@@ -784,14 +784,14 @@ FROM (
 
 -- name: dead_letters_requeue
 -- New attempt series, due now, for up to $5 dead-lettered deliveries of enabled, live
--- endpoints: of endpoint $1, of messages $2, failed in [$3, $4) (NULL: any). Requeued rows
--- are pending, so calling it again until it returns fewer than $5 ends.
--- params: endpoint_id, message_ids, since, until, limit
-UPDATE webhookd.deliveries d
-SET status = 'pending', attempt_base = d.attempts, next_attempt_at = now(),
-    last_status_code = NULL, last_error = NULL, finished_at = NULL, updated_at = now()
-WHERE d.id IN (
-    SELECT f.id
+-- endpoints: of endpoint $1, of messages $2, failed in [$3, $4) (NULL: any), in the order
+-- they failed, after ($6, $7) (NULL: from the first). Each batch goes on where the last ended
+-- (a keyset walk of deliveries_failed_at_idx, or deliveries_failed_idx for one endpoint), so
+-- it reads its own rows, not every row an earlier batch walked past; requeued rows are pending,
+-- so calling it again until it returns fewer than $5 ends. Returns each row's (failed_at, id).
+-- params: endpoint_id, message_ids, since, until, limit, after_failed_at, after_id
+WITH picked AS MATERIALIZED (
+    SELECT f.id, f.updated_at
     FROM webhookd.deliveries f
     JOIN webhookd.endpoints e ON e.id = f.endpoint_id
     WHERE f.status = 'failed'
@@ -800,11 +800,18 @@ WHERE d.id IN (
       AND ($2::bigint[] IS NULL OR f.message_id = ANY ($2))
       AND ($3::timestamptz IS NULL OR f.updated_at >= $3)
       AND ($4::timestamptz IS NULL OR f.updated_at < $4)
-    ORDER BY f.id
+      AND ($6::timestamptz IS NULL OR (f.updated_at, f.id) > ($6::timestamptz, $7::bigint))
+    ORDER BY f.updated_at, f.id
     LIMIT $5
     FOR UPDATE OF f SKIP LOCKED
 )
-RETURNING d.id;
+UPDATE webhookd.deliveries d
+SET status = 'pending', attempt_base = d.attempts, next_attempt_at = now(),
+    last_status_code = NULL, last_error = NULL, finished_at = NULL, updated_at = now()
+FROM picked p
+-- the ANY is the same condition, in a form that probes the primary key (no hash of the table)
+WHERE d.id = p.id AND d.id = ANY (ARRAY(SELECT id FROM picked))
+RETURNING d.id, p.updated_at AS failed_at;
 
 -- name: dead_letters_stuck
 -- Dead letters the same selection leaves alone because their endpoint is disabled or deleted.

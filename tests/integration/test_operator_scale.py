@@ -25,6 +25,7 @@ import pytest
 
 from daemon import sql
 from daemon.endpoints import COUNT_CAP
+from daemon.replay import DeadLetterFilter, requeue_dead_letters
 from tests.conftest import dsn_with_database
 from tests.integration.conftest import Harness
 from tests.integration.test_cli import Cli, Result, assert_one_line_error
@@ -326,6 +327,52 @@ async def test_dead_letters_says_when_there_are_more_than_it_counts(
     exact = ok(few).json()
     assert exact["total"] == len(exact["dead_letters"]) > 0
     assert exact["total_capped"] is False
+
+
+async def test_requeue_batches_go_on_where_the_last_ended(large: asyncpg.Connection) -> None:
+    cursor = await large.fetchrow(
+        "SELECT updated_at, id FROM webhookd.deliveries WHERE status = 'failed'"
+        " ORDER BY updated_at, id OFFSET 5000 LIMIT 1"
+    )
+    assert cursor is not None
+    selection = {"endpoint_id": None, "message_ids": None, "since": None, "until": None}
+    tx = large.transaction()
+    await tx.start()
+    try:  # an UPDATE: rolled back, the database stays as the other tests expect it
+        plan = await explain(
+            large, "dead_letters_requeue", **selection, limit=1000,
+            after_failed_at=cursor["updated_at"], after_id=cursor["id"],
+        )  # fmt: skip
+    finally:
+        await tx.rollback()
+
+    assert_no_full_scan(plan)
+    walks = scans(plan, "deliveries")
+    [walk] = [n for n in walks if n.get("Index Name") not in (None, "deliveries_pkey")]
+    assert walk["Index Name"] == "deliveries_failed_at_idx"
+    # the rows of this batch, and those of disabled or deleted endpoints among them: not the
+    # 5,000 walked by the batches before
+    assert 1000 <= rows_read(walk) < 1100
+
+
+async def test_requeue_takes_every_dead_letter_once_across_batches(harness: Harness) -> None:
+    a, _ = await harness.endpoint("https://example.com/a")
+    b, _ = await harness.endpoint("https://example.com/b")
+    await harness.enqueue_many(a, 1500)
+    await harness.enqueue_many(b, 1200)
+    # failed at 900 distinct times, so batches end inside a run of equal times
+    await harness.conn.execute(
+        "UPDATE webhookd.deliveries SET status = 'failed', attempts = 1,"
+        " updated_at = now() - (id % 900) * interval '1 second'"
+    )
+
+    report = await requeue_dead_letters(harness.store, DeadLetterFilter())
+
+    assert (report.requeued, report.stuck) == (2700, 0)
+    statuses = await harness.conn.fetch(
+        "SELECT status, count(*) AS n FROM webhookd.deliveries GROUP BY status"
+    )
+    assert [(r["status"], r["n"]) for r in statuses] == [("pending", 2700)]
 
 
 # -- stats --------------------------------------------------------------------------------------
