@@ -31,6 +31,7 @@ BENCHES = [
     "backlog",
     "ratelimit",
     "log_event",
+    "operator_queries",
 ]
 TIMEOUT_S = 20 * 60  # per benchmark; each bounds its own workload well below this
 
@@ -126,6 +127,10 @@ def headline(result: dict[str, Any]) -> str:
         ),
         "log_event": lambda r: (
             f"{r['cpu_us_per_event']:.1f} CPU-us per delivery.attempt line at log.level info"
+        ),
+        "operator_queries": lambda r: (
+            f"{r['endpoints']} endpoints: "
+            + ", ".join(f"{k} {q['ms']:.1f} ms" for k, q in r["queries"].items())
         ),
     }
     describe = figures.get(name)
