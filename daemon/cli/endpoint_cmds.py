@@ -1,4 +1,4 @@
-"""`endpoint add | list | show | update | enable | disable | delete | rotate-secret`."""
+"""`endpoint add | import | list | show | update | enable | disable | delete | rotate-secret`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from daemon import endpoints
-from daemon.cli import endpoint_update
+from daemon.cli import endpoint_import, endpoint_update
 from daemon.cli.common import (
     BURST,
     MAX_IN_FLIGHT_OPTION,
@@ -82,6 +82,7 @@ def register(sub: Any, common: Parser) -> None:
     dis.add_argument("--reason", default="disabled by operator")
     dis.add_argument("--json", action="store_true")
     endpoint_update.register(actions, parents)
+    endpoint_import.register(actions, parents)
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +122,7 @@ async def cmd_endpoint(args: argparse.Namespace, config: Config) -> int:
         "delete": _delete,
         "rotate-secret": _rotate,
         "update": endpoint_update.run,
+        "import": endpoint_import.run,
     }
     if args.action == "add":  # bad input is refused without a database
         endpoints.validate_spec(_spec(args), allow_http=config.delivery.allow_insecure_http)

@@ -545,6 +545,35 @@ VALUES (coalesce($1, 'ep_' || replace(gen_random_uuid()::text, '-', '')), $2, $3
         $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15)
 RETURNING id;
 
+-- name: endpoints_import
+-- Create a batch of endpoints (`endpoint import`), the i-th of each array making the i-th row;
+-- event types and retry schedules come as JSON arrays (unnest cannot take arrays of arrays).
+-- An id already taken is skipped, and missing from what is returned (the caller rolls back).
+-- params: ids, tenant_ids, urls, descriptions, event_types, secrets, signature_schemes, signature_headers, signature_prefixes, headers, rates_per_s, bursts, max_in_flights, timeouts_ms, retry_schedules_ms
+INSERT INTO webhookd.endpoints (id, tenant_id, url, description, event_types, secret,
+                                signature_scheme, signature_header, signature_prefix, headers,
+                                rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms)
+SELECT r.id, r.tenant_id, r.url, r.description,
+       ARRAY(SELECT t.value FROM jsonb_array_elements_text(r.event_types::jsonb)
+                                 WITH ORDINALITY AS t(value, n)
+             ORDER BY t.n),
+       r.secret, r.signature_scheme, r.signature_header, r.signature_prefix, r.headers::jsonb,
+       r.rate_per_s, r.burst, r.max_in_flight, r.timeout_ms,
+       CASE WHEN r.retry_schedule_ms IS NOT NULL THEN
+           ARRAY(SELECT s.value::bigint
+                 FROM jsonb_array_elements_text(r.retry_schedule_ms::jsonb)
+                      WITH ORDINALITY AS s(value, n)
+                 ORDER BY s.n)
+       END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::int[],
+            $13::int[], $14::int[], $15::text[])
+     AS r(id, tenant_id, url, description, event_types, secret, signature_scheme,
+          signature_header, signature_prefix, headers, rate_per_s, burst, max_in_flight,
+          timeout_ms, retry_schedule_ms)
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
 -- name: endpoint_get
 -- One endpoint that is not deleted.
 -- params: endpoint_id
