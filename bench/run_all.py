@@ -31,6 +31,7 @@ BENCHES = [
     "backlog",
     "ratelimit",
     "log_event",
+    "import",
     "operator_queries",
 ]
 TIMEOUT_S = 20 * 60  # per benchmark; each bounds its own workload well below this
@@ -127,6 +128,10 @@ def headline(result: dict[str, Any]) -> str:
         ),
         "log_event": lambda r: (
             f"{r['cpu_us_per_event']:.1f} CPU-us per delivery.attempt line at log.level info"
+        ),
+        "import": lambda r: (
+            f"{r['endpoints']} endpoints imported in {r['import_s']:.1f} s ="
+            f" {r['endpoints_per_s']:.0f}/s (target < 60 s for 100,000)"
         ),
         "operator_queries": lambda r: (
             f"{r['endpoints']} endpoints: "

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-CHEAP = ["http_ceiling", "wakeup", "log_event"]
+CHEAP = ["http_ceiling", "wakeup", "log_event", "import"]
 ALL = [
     *CHEAP,
     "throughput",
