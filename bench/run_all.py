@@ -32,6 +32,8 @@ BENCHES = [
     "ratelimit",
     "log_event",
     "endpoints",
+    "import",
+    "operator_queries",
 ]
 TIMEOUT_S = 20 * 60  # per benchmark; each bounds its own workload well below this
 
@@ -135,6 +137,14 @@ def headline(result: dict[str, Any]) -> str:
             f"start {s['startup_s']:.1f} s, RSS {s['daemon_peak_rss_mb']:.0f} MB, "
             f"fan-out commit {s['fanout_commit_s']:.2f} s"
             for s in r["sizes"]
+        ),
+        "import": lambda r: (
+            f"{r['endpoints']} endpoints imported in {r['import_s']:.1f} s ="
+            f" {r['endpoints_per_s']:.0f}/s (target < 60 s for 100,000)"
+        ),
+        "operator_queries": lambda r: (
+            f"{r['endpoints']} endpoints: "
+            + ", ".join(f"{k} {q['ms']:.1f} ms" for k, q in r["queries"].items())
         ),
     }
     describe = figures.get(name)

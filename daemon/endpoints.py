@@ -216,28 +216,34 @@ async def add_endpoint(
     validate_spec(spec, allow_http=allow_http)
     secret = spec.secret if spec.secret is not None else generate_secret_for(spec.signature)
     endpoint_id = await store.fetchval(
-        "endpoint_insert",
-        endpoint_id=spec.id,
-        tenant_id=spec.tenant_id,
-        url=spec.url,
-        description=spec.description,
-        event_types=list(spec.event_types),
-        secret=box.seal(secret),
-        signature_scheme=spec.signature.scheme,
-        signature_header=spec.signature.header,
-        signature_prefix=spec.signature.prefix,
-        headers=orjson.dumps([[name, box.seal(value)] for name, value in spec.headers]).decode(),
-        rate_per_s=spec.rate_per_s,
-        burst=spec.burst,
-        max_in_flight=spec.max_in_flight,
-        timeout_ms=None if spec.timeout_s is None else max(1, round(spec.timeout_s * 1000)),
-        retry_schedule_ms=(
+        "endpoint_insert", endpoint_id=spec.id, **stored_columns(spec, secret, box)
+    )
+    return str(endpoint_id), secret
+
+
+def stored_columns(spec: EndpointSpec, secret: str, box: SecretBox) -> dict[str, Any]:
+    """A new endpoint's columns but its id, as `endpoint_insert` takes them: the secret and the
+    header values sealed with `box`, durations in milliseconds."""
+    return {
+        "tenant_id": spec.tenant_id,
+        "url": spec.url,
+        "description": spec.description,
+        "event_types": list(spec.event_types),
+        "secret": box.seal(secret),
+        "signature_scheme": spec.signature.scheme,
+        "signature_header": spec.signature.header,
+        "signature_prefix": spec.signature.prefix,
+        "headers": orjson.dumps([[name, box.seal(value)] for name, value in spec.headers]).decode(),
+        "rate_per_s": spec.rate_per_s,
+        "burst": spec.burst,
+        "max_in_flight": spec.max_in_flight,
+        "timeout_ms": None if spec.timeout_s is None else max(1, round(spec.timeout_s * 1000)),
+        "retry_schedule_ms": (
             None
             if spec.retry_schedule_s is None
             else [round(s * 1000) for s in spec.retry_schedule_s]
         ),
-    )
-    return str(endpoint_id), secret
+    }
 
 
 def endpoint_from_record(
@@ -338,8 +344,35 @@ async def get_endpoint(store: Store, endpoint_id: str) -> Record:
     return rec
 
 
-async def list_endpoints(store: Store, tenant_id: str | None = None) -> Sequence[Record]:
-    return await store.fetch("endpoint_list", tenant_id=tenant_id)
+@dataclass(frozen=True)
+class EndpointPage:
+    """One page of `endpoint list`: live endpoints in id order, each with `pending` (waiting
+    deliveries, held ones included) and `failed` (dead letters) counted up to COUNT_CAP + 1;
+    `next_after` is the id to continue after, None on the last page."""
+
+    rows: list[Record]
+    next_after: str | None
+
+
+COUNT_CAP = 10_000  # deliveries counted per endpoint listed: a page never counts a backlog
+PAGE_MAX = 10_000  # endpoints per page
+
+
+async def list_endpoints(
+    store: Store, tenant_id: str | None = None, *, after_id: str | None = None, limit: int = 100
+) -> EndpointPage:
+    """A page of endpoints after `after_id` (keyset pagination: the cost of a page does not
+    grow with the endpoints before it, nor with the deliveries of any)."""
+    try:
+        units.check_int(limit, 1, PAGE_MAX)
+    except ValueError as exc:
+        raise ConfigError("--limit", str(exc)) from None
+    rows = await store.fetch(
+        "endpoint_list", tenant_id=tenant_id, after_id=after_id, limit=limit, count_cap=COUNT_CAP
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return EndpointPage(rows, rows[-1]["id"] if more else None)
 
 
 async def set_enabled(

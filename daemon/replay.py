@@ -144,11 +144,19 @@ async def requeue_dead_letters(store: Store, f: DeadLetterFilter) -> RequeueRepo
     if f.endpoint_id is not None:
         await live_endpoint(store, f.endpoint_id)
     requeued = 0
+    after: tuple[datetime | None, int | None] = (None, None)
     while True:
-        rows = await store.fetch("dead_letters_requeue", **f.params(), limit=REQUEUE_BATCH)
+        rows = await store.fetch(
+            "dead_letters_requeue",
+            **f.params(),
+            limit=REQUEUE_BATCH,
+            after_failed_at=after[0],
+            after_id=after[1],
+        )
         requeued += len(rows)
         if rows:
             await store.execute("outbox_wake")
+            after = max((r["failed_at"], r["id"]) for r in rows)
         if len(rows) < REQUEUE_BATCH:
             break
     stuck = (
@@ -157,13 +165,31 @@ async def requeue_dead_letters(store: Store, f: DeadLetterFilter) -> RequeueRepo
     return RequeueReport(requeued, int(stuck))
 
 
-async def list_dead_letters(store: Store, f: DeadLetterFilter, limit: int) -> list[Record]:
-    """Dead letters, latest failure first (each row carries `total`, the count of all)."""
+COUNT_CAP = 10_000  # dead letters counted for a listing's total: there may be millions
+
+
+@dataclass(frozen=True)
+class DeadLetterPage:
+    """The latest dead letters of a selection, and how many it holds: exact up to COUNT_CAP
+    (or the page size, when larger); `total_capped` says there are more than `total`."""
+
+    rows: list[Record]
+    total: int
+    total_capped: bool
+
+
+async def list_dead_letters(store: Store, f: DeadLetterFilter, limit: int) -> DeadLetterPage:
+    """Dead letters, latest failure first, with their count (an index scan of at most `limit`
+    rows and COUNT_CAP + 1 entries, however many there are)."""
     if (
         f.endpoint_id is not None
         and await store.fetchrow("operator_endpoint", endpoint_id=f.endpoint_id) is None
     ):
         raise NotFound("endpoint", f.endpoint_id)
-    return await store.fetch(
-        "dead_letters_list", endpoint_id=f.endpoint_id, since=f.since, until=f.until, limit=limit
-    )
+    window = {"endpoint_id": f.endpoint_id, "since": f.since, "until": f.until}
+    rows = await store.fetch("dead_letters_list", **window, limit=limit)
+    if len(rows) < limit:  # all of them are here
+        return DeadLetterPage(rows, len(rows), False)
+    cap = max(COUNT_CAP, limit)  # a total is never less than what is shown
+    total = int(await store.fetchval("dead_letters_count", **window, count_cap=cap))
+    return DeadLetterPage(rows, min(total, cap), total > cap)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-CHEAP = ["http_ceiling", "wakeup", "log_event"]
+CHEAP = ["http_ceiling", "wakeup", "log_event", "import"]
 ALL = [
     *CHEAP,
     "throughput",
@@ -27,6 +27,7 @@ ALL = [
     "ratelimit",
     "peer_pgqueuer",
     "endpoints",
+    "operator_queries",
 ]
 NEEDS_NO_DATABASE = {"http_ceiling", "log_event"}
 

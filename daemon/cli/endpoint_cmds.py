@@ -1,8 +1,9 @@
-"""`endpoint add | list | show | update | enable | disable | delete | rotate-secret`."""
+"""`endpoint add | import | list | show | update | enable | disable | delete | rotate-secret`."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from daemon import endpoints
-from daemon.cli import endpoint_update
+from daemon.cli import endpoint_import, endpoint_update
 from daemon.cli.common import (
     BURST,
     MAX_IN_FLIGHT_OPTION,
@@ -28,6 +29,7 @@ from daemon.signing import ED25519, parse_signature_option, public_key
 from daemon.units import (
     MAX_GRACE_S,
     bounded_duration,
+    bounded_int,
     format_duration,
     format_rate,
     format_schedule,
@@ -36,6 +38,7 @@ from daemon.units import (
 )
 
 GRACE = bounded_duration(high=MAX_GRACE_S)
+PAGE_SIZE = bounded_int(1, endpoints.PAGE_MAX)
 
 if TYPE_CHECKING:
     from daemon.store import Store
@@ -53,8 +56,15 @@ def register(sub: Any, common: Parser) -> None:
     add_endpoint_options(add)
     add.add_argument("--id", help="choose the id instead of a generated ep_...")
     add.add_argument("--json", action="store_true")
-    lst = actions.add_parser("list", help="list endpoints", parents=parents)
+    lst = actions.add_parser("list", help="list endpoints, a page at a time", parents=parents)
     lst.add_argument("--tenant")
+    lst.add_argument(
+        "--limit",
+        type=option(PAGE_SIZE, "--limit"),
+        default=100,
+        help=f"endpoints per page (default 100, at most {endpoints.PAGE_MAX})",
+    )
+    lst.add_argument("--after", metavar="ID", help="the page after this endpoint id")
     lst.add_argument("--json", action="store_true")
     for name in ("show", "enable", "delete"):
         p = actions.add_parser(name, help=f"{name} an endpoint", parents=parents)
@@ -72,6 +82,7 @@ def register(sub: Any, common: Parser) -> None:
     dis.add_argument("--reason", default="disabled by operator")
     dis.add_argument("--json", action="store_true")
     endpoint_update.register(actions, parents)
+    endpoint_import.register(actions, parents)
 
 
 def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +122,7 @@ async def cmd_endpoint(args: argparse.Namespace, config: Config) -> int:
         "delete": _delete,
         "rotate-secret": _rotate,
         "update": endpoint_update.run,
+        "import": endpoint_import.run,
     }
     if args.action == "add":  # bad input is refused without a database
         endpoints.validate_spec(_spec(args), allow_http=config.delivery.allow_insecure_http)
@@ -196,16 +208,46 @@ def endpoint_view(rec: Any) -> dict[str, Any]:
 
 
 async def _list(store: Store, args: argparse.Namespace, _config: Config) -> int:
-    rows = [endpoint_view(r) for r in await endpoints.list_endpoints(store, args.tenant)]
+    page = await endpoints.list_endpoints(store, args.tenant, after_id=args.after, limit=args.limit)
+    rows = [_listed_view(r) for r in page.rows]
     lines = [f"{'ID':<36} {'TENANT':<12} {'STATE':<8} {'PENDING':>7} {'FAILED':>6}  URL"]
     for v in rows:
         state = "enabled" if v["enabled"] else "disabled"
+        pending, failed = (_count_cell(v, key) for key in ("pending", "failed"))
         lines.append(
-            f"{v['id']:<36} {v['tenant']:<12} {state:<8} {v['pending']:>7} {v['failed']:>6}"
-            f"  {v['url']}"
+            f"{v['id']:<36} {v['tenant']:<12} {state:<8} {pending:>7} {failed:>6}  {v['url']}"
         )
-    emit(rows, args.json, "\n".join(lines))
+    if not rows:
+        lines = ["no more endpoints" if args.after else "no endpoints"]
+    if page.next_after is not None:
+        lines.append(f"next page: {_next_page_command(args, page.next_after)}")
+    emit({"endpoints": rows, "next_after": page.next_after}, args.json, "\n".join(lines))
     return 0
+
+
+def _listed_view(rec: Any) -> dict[str, Any]:
+    """A listed endpoint; a count beyond endpoints.COUNT_CAP is the cap, named in `capped`."""
+    view = endpoint_view(rec)
+    capped = [key for key in ("pending", "failed") if view[key] > endpoints.COUNT_CAP]
+    for key in capped:
+        view[key] = endpoints.COUNT_CAP
+    if capped:
+        view["capped"] = capped
+    return view
+
+
+def _count_cell(view: dict[str, Any], key: str) -> str:
+    return f"{view[key]}+" if key in view.get("capped", ()) else str(view[key])
+
+
+def _next_page_command(args: argparse.Namespace, after: str) -> str:
+    words = ["webhookd endpoint list"]
+    if args.tenant is not None:
+        words.append(f"--tenant {shlex.quote(args.tenant)}")
+    if args.limit != 100:
+        words.append(f"--limit {args.limit}")
+    words.append(f"--after {shlex.quote(after)}")
+    return " ".join(words)
 
 
 async def _show(store: Store, args: argparse.Namespace, _config: Config) -> int:

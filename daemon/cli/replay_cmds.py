@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from daemon import replay
 from daemon.cli.common import Parser, emit, open_store, option, positive_int, table
 from daemon.cli.display import add_window_options, at, check_window, clean
 from daemon.config import Config
 from daemon.errors import ConfigError
-
-if TYPE_CHECKING:
-    from daemon.store import Record
 
 _ID_HELP = "msg_id, or the numeric outbox id"
 
@@ -91,8 +88,8 @@ async def cmd_dead_letters(args: argparse.Namespace, config: Config) -> int:
         return await _requeue(args, config)
     f = replay.DeadLetterFilter(args.endpoint, None, args.since, args.until)
     async with open_store(config) as store:
-        rows = await replay.list_dead_letters(store, f, args.limit)
-    total = rows[0]["total"] if rows else 0
+        page = await replay.list_dead_letters(store, f, args.limit)
+    rows = page.rows
     cells = [
         [
             r["delivery_id"],
@@ -108,16 +105,20 @@ async def cmd_dead_letters(args: argparse.Namespace, config: Config) -> int:
     ]
     headers = ["DELIVERY", "MESSAGE", "MSG_ID", "ENDPOINT", "EVENT", "ATTEMPTS", "FAILED", "ERROR"]
     text = table(headers, cells) if cells else "no dead letters"
-    if total > len(rows):
-        text += f"\n({len(rows)} of {total} shown; --limit shows more)"
-    emit({"total": total, "dead_letters": [_view(r) for r in rows]}, args.json, text)
+    if page.total_capped:
+        text += (
+            f"\n({len(rows)} of more than {page.total} shown: not counted further;"
+            " --limit shows more, --endpoint and --since/--until narrow the selection)"
+        )
+    elif page.total > len(rows):
+        text += f"\n({len(rows)} of {page.total} shown; --limit shows more)"
+    data = {
+        "total": page.total,
+        "total_capped": page.total_capped,
+        "dead_letters": [dict(r) for r in rows],
+    }
+    emit(data, args.json, text)
     return 0
-
-
-def _view(r: Record) -> dict[str, Any]:
-    view = dict(r)
-    del view["total"]
-    return view
 
 
 async def _requeue(args: argparse.Namespace, config: Config) -> int:

@@ -548,22 +548,78 @@ VALUES (coalesce($1, 'ep_' || replace(gen_random_uuid()::text, '-', '')), $2, $3
         $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15)
 RETURNING id;
 
+-- name: endpoints_import
+-- Create a batch of endpoints (`endpoint import`), the i-th of each array making the i-th row;
+-- event types and retry schedules come as JSON arrays (unnest cannot take arrays of arrays).
+-- An id already taken is skipped, and missing from what is returned (the caller rolls back).
+-- params: ids, tenant_ids, urls, descriptions, event_types, secrets, signature_schemes, signature_headers, signature_prefixes, headers, rates_per_s, bursts, max_in_flights, timeouts_ms, retry_schedules_ms
+INSERT INTO webhookd.endpoints (id, tenant_id, url, description, event_types, secret,
+                                signature_scheme, signature_header, signature_prefix, headers,
+                                rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms)
+SELECT r.id, r.tenant_id, r.url, r.description,
+       ARRAY(SELECT t.value FROM jsonb_array_elements_text(r.event_types::jsonb)
+                                 WITH ORDINALITY AS t(value, n)
+             ORDER BY t.n),
+       r.secret, r.signature_scheme, r.signature_header, r.signature_prefix, r.headers::jsonb,
+       r.rate_per_s, r.burst, r.max_in_flight, r.timeout_ms,
+       CASE WHEN r.retry_schedule_ms IS NOT NULL THEN
+           ARRAY(SELECT s.value::bigint
+                 FROM jsonb_array_elements_text(r.retry_schedule_ms::jsonb)
+                      WITH ORDINALITY AS s(value, n)
+                 ORDER BY s.n)
+       END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::int[],
+            $13::int[], $14::int[], $15::text[])
+     AS r(id, tenant_id, url, description, event_types, secret, signature_scheme,
+          signature_header, signature_prefix, headers, rate_per_s, burst, max_in_flight,
+          timeout_ms, retry_schedule_ms)
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
 -- name: endpoint_get
 -- One endpoint that is not deleted.
 -- params: endpoint_id
 SELECT * FROM webhookd.endpoints WHERE id = $1 AND deleted_at IS NULL;
 
 -- name: endpoint_list
--- Endpoints, optionally of one tenant, oldest first.
--- params: tenant_id
-SELECT e.*,
-       (SELECT count(*) FROM webhookd.deliveries d
-        WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
-       (SELECT count(*) FROM webhookd.deliveries d
-        WHERE d.endpoint_id = e.id AND d.status = 'failed') AS failed
-FROM webhookd.endpoints e
-WHERE e.deleted_at IS NULL AND ($1::text IS NULL OR e.tenant_id = $1)
-ORDER BY e.created_at, e.id;
+-- One page of live endpoints in id order, of tenant $1 (NULL: every tenant), with ids after
+-- $2 (keyset pagination; NULL: from the first): $3 rows, and one more when there is a next
+-- page. Each with its deliveries waiting (pending, or held behind their ordering key) and its
+-- dead letters, each counted up to $4 + 1: a page costs index probes for its own endpoints,
+-- whatever the number of endpoints or deliveries (migrations/0011_operator_indexes.sql). Of the
+-- two branches only the one for $1 runs; the LIMIT 1 keeps the lookup a probe per row.
+-- params: tenant_id, after_id, limit, count_cap
+WITH page AS MATERIALIZED (
+    (SELECT e.id FROM webhookd.endpoints e
+     WHERE $1::text IS NULL AND e.deleted_at IS NULL AND e.id > coalesce($2::text, '')
+     ORDER BY e.id
+     LIMIT $3::int + 1)
+    UNION ALL
+    (SELECT e.id FROM webhookd.endpoints e
+     WHERE e.tenant_id = $1::text AND e.deleted_at IS NULL AND e.id > coalesce($2::text, '')
+     ORDER BY e.id
+     LIMIT $3::int + 1)
+)
+SELECT e.id, e.tenant_id, e.url, e.enabled, e.disabled_reason, e.event_types,
+       e.signature_scheme, e.signature_header, e.signature_prefix, e.headers, e.rate_per_s,
+       e.burst, e.max_in_flight, e.timeout_ms, e.retry_schedule_ms, e.created_at,
+       (SELECT count(*) FROM (
+            (SELECT FROM webhookd.deliveries d
+             WHERE d.endpoint_id = p.id AND d.status = 'pending')
+            UNION ALL
+            (SELECT FROM webhookd.deliveries d
+             WHERE d.endpoint_id = p.id AND d.status = 'held')
+            LIMIT $4::int + 1) w) AS pending,
+       (SELECT count(*) FROM (
+            SELECT FROM webhookd.deliveries d
+            WHERE d.endpoint_id = p.id AND d.status = 'failed'
+            LIMIT $4::int + 1) f) AS failed
+FROM page p
+CROSS JOIN LATERAL (
+    SELECT x.* FROM webhookd.endpoints x WHERE x.id = p.id LIMIT 1
+) e
+ORDER BY p.id;
 
 -- name: endpoint_set_enabled
 -- Enable or disable (with a reason); pending deliveries of a disabled endpoint wait.
@@ -721,29 +777,53 @@ RETURNING d.id, d.endpoint_id, d.attempts;
 
 -- name: dead_letters_list
 -- Dead-lettered deliveries, latest failure first: of endpoint $1, failed in [$2, $3); at most
--- $4 rows, each with the count of every match.
+-- $4 rows. The page is chosen from the index alone (an index-only scan of $4 entries of
+-- deliveries_failed_idx for one endpoint, of deliveries_failed_at_idx otherwise:
+-- migrations/0011_operator_indexes.sql), then its rows are read.
 -- params: endpoint_id, since, until, limit
+WITH page AS MATERIALIZED (
+    SELECT d.id, d.updated_at
+    FROM webhookd.deliveries d
+    WHERE d.status = 'failed'
+      AND ($1::text IS NULL OR d.endpoint_id = $1)
+      AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
+      AND ($3::timestamptz IS NULL OR d.updated_at < $3)
+    ORDER BY d.updated_at DESC, d.id DESC
+    LIMIT $4
+)
 SELECT d.id AS delivery_id, d.message_id, o.msg_id, o.event_type, d.endpoint_id, d.attempts,
-       d.last_status_code, d.last_error, d.updated_at AS failed_at, count(*) OVER () AS total
-FROM webhookd.deliveries d
+       d.last_status_code, d.last_error, d.updated_at AS failed_at
+FROM page p
+JOIN webhookd.deliveries d ON d.id = p.id
 JOIN webhookd.outbox o ON o.id = d.message_id
-WHERE d.status = 'failed'
-  AND ($1::text IS NULL OR d.endpoint_id = $1)
-  AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
-  AND ($3::timestamptz IS NULL OR d.updated_at < $3)
-ORDER BY d.updated_at DESC, d.id DESC
-LIMIT $4;
+ORDER BY p.updated_at DESC, p.id DESC;
+
+-- name: dead_letters_count
+-- How many dead letters dead_letters_list selects, counted up to $4 + 1 (more than $4: there
+-- may be millions, and a listing does not count them all every time). Walked in the order of
+-- the listing, so through the same index, whatever share of the deliveries failed.
+-- params: endpoint_id, since, until, count_cap
+SELECT count(*)
+FROM (
+    SELECT FROM webhookd.deliveries d
+    WHERE d.status = 'failed'
+      AND ($1::text IS NULL OR d.endpoint_id = $1)
+      AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
+      AND ($3::timestamptz IS NULL OR d.updated_at < $3)
+    ORDER BY d.updated_at DESC
+    LIMIT $4::int + 1
+) c;
 
 -- name: dead_letters_requeue
 -- New attempt series, due now, for up to $5 dead-lettered deliveries of enabled, live
--- endpoints: of endpoint $1, of messages $2, failed in [$3, $4) (NULL: any). Requeued rows
--- are pending, so calling it again until it returns fewer than $5 ends.
--- params: endpoint_id, message_ids, since, until, limit
-UPDATE webhookd.deliveries d
-SET status = 'pending', attempt_base = d.attempts, next_attempt_at = now(),
-    last_status_code = NULL, last_error = NULL, finished_at = NULL, updated_at = now()
-WHERE d.id IN (
-    SELECT f.id
+-- endpoints: of endpoint $1, of messages $2, failed in [$3, $4) (NULL: any), in the order
+-- they failed, after ($6, $7) (NULL: from the first). Each batch goes on where the last ended
+-- (a keyset walk of deliveries_failed_at_idx, or deliveries_failed_idx for one endpoint), so
+-- it reads its own rows, not every row an earlier batch walked past; requeued rows are pending,
+-- so calling it again until it returns fewer than $5 ends. Returns each row's (failed_at, id).
+-- params: endpoint_id, message_ids, since, until, limit, after_failed_at, after_id
+WITH picked AS MATERIALIZED (
+    SELECT f.id, f.updated_at
     FROM webhookd.deliveries f
     JOIN webhookd.endpoints e ON e.id = f.endpoint_id
     WHERE f.status = 'failed'
@@ -752,11 +832,18 @@ WHERE d.id IN (
       AND ($2::bigint[] IS NULL OR f.message_id = ANY ($2))
       AND ($3::timestamptz IS NULL OR f.updated_at >= $3)
       AND ($4::timestamptz IS NULL OR f.updated_at < $4)
-    ORDER BY f.id
+      AND ($6::timestamptz IS NULL OR (f.updated_at, f.id) > ($6::timestamptz, $7::bigint))
+    ORDER BY f.updated_at, f.id
     LIMIT $5
     FOR UPDATE OF f SKIP LOCKED
 )
-RETURNING d.id;
+UPDATE webhookd.deliveries d
+SET status = 'pending', attempt_base = d.attempts, next_attempt_at = now(),
+    last_status_code = NULL, last_error = NULL, finished_at = NULL, updated_at = now()
+FROM picked p
+-- the ANY is the same condition, in a form that probes the primary key (no hash of the table)
+WHERE d.id = p.id AND d.id = ANY (ARRAY(SELECT id FROM picked))
+RETURNING d.id, p.updated_at AS failed_at;
 
 -- name: dead_letters_stuck
 -- Dead letters the same selection leaves alone because their endpoint is disabled or deleted.
@@ -776,48 +863,91 @@ WHERE f.status = 'failed'
 SELECT pg_notify('webhookd_outbox', '');
 
 -- name: operator_stats
--- Per endpoint: deliveries waiting and in flight now; attempts (count, 2xx, duration p50/p95)
--- and dead letters in the last $1 seconds. Live endpoints, and deleted ones with any of
--- these; only endpoint $2 when given.
+-- Per endpoint with something to show: deliveries waiting (pending, or held behind their
+-- ordering key), due and in flight now; attempts (count, 2xx, duration p50/p95) and dead
+-- letters in the last $1 seconds. Driven from the indexes of deliveries and attempts, never
+-- from the endpoints table: which endpoints have open deliveries is a loose index scan (a
+-- probe per such endpoint), the window is a range of attempts_started_idx and
+-- deliveries_failed_at_idx, and each endpoint shown is counted and looked up with index
+-- probes (LATERAL ... LIMIT 1: a probe per row, never a hash of a whole table). Only endpoint
+-- $2 when given (shown even with nothing to show; no row: it does not exist).
 -- params: window_s, endpoint_id
-WITH since AS (
-    SELECT now() - make_interval(secs => $1::float8) AS t
-), tried AS (
+WITH RECURSIVE pending_ids AS (
+    (SELECT d.endpoint_id FROM webhookd.deliveries d
+     WHERE d.status = 'pending' AND $2::text IS NULL
+     ORDER BY d.endpoint_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.endpoint_id FROM webhookd.deliveries d
+            WHERE d.status = 'pending' AND d.endpoint_id > p.endpoint_id
+            ORDER BY d.endpoint_id LIMIT 1)
+    FROM pending_ids p
+    WHERE p.endpoint_id IS NOT NULL
+), held_ids AS (
+    (SELECT d.endpoint_id FROM webhookd.deliveries d
+     WHERE d.status = 'held' AND $2::text IS NULL
+     ORDER BY d.endpoint_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.endpoint_id FROM webhookd.deliveries d
+            WHERE d.status = 'held' AND d.endpoint_id > h.endpoint_id
+            ORDER BY d.endpoint_id LIMIT 1)
+    FROM held_ids h
+    WHERE h.endpoint_id IS NOT NULL
+), flying_ids AS (
+    (SELECT d.endpoint_id FROM webhookd.deliveries d
+     WHERE d.status = 'delivering' AND $2::text IS NULL
+     ORDER BY d.endpoint_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.endpoint_id FROM webhookd.deliveries d
+            WHERE d.status = 'delivering' AND d.endpoint_id > f.endpoint_id
+            ORDER BY d.endpoint_id LIMIT 1)
+    FROM flying_ids f
+    WHERE f.endpoint_id IS NOT NULL
+), tried AS MATERIALIZED (
     SELECT d.endpoint_id, count(*) AS attempts,
            count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms) AS p50_ms,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95_ms
     FROM webhookd.attempts a
-    JOIN webhookd.deliveries d ON d.id = a.delivery_id
-    WHERE a.started_at >= (SELECT t FROM since)
+    CROSS JOIN LATERAL (
+        SELECT x.endpoint_id FROM webhookd.deliveries x WHERE x.id = a.delivery_id LIMIT 1
+    ) d
+    WHERE a.started_at >= now() - make_interval(secs => $1::float8)
+      AND ($2::text IS NULL OR d.endpoint_id = $2::text)
     GROUP BY d.endpoint_id
-), queued AS (
-    SELECT endpoint_id,
-           count(*) FILTER (WHERE status = 'pending') AS backlog,
-           count(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= now()) AS due,
-           count(*) FILTER (WHERE status = 'delivering') AS in_flight
-    FROM webhookd.deliveries
-    WHERE status IN ('pending', 'delivering')
-    GROUP BY endpoint_id
-), dead AS (
-    SELECT endpoint_id, count(*) AS dead_letters
-    FROM webhookd.deliveries
-    WHERE status = 'failed' AND updated_at >= (SELECT t FROM since)
-    GROUP BY endpoint_id
+), dead AS MATERIALIZED (
+    SELECT d.endpoint_id, count(*) AS dead_letters
+    FROM webhookd.deliveries d
+    WHERE d.status = 'failed' AND d.updated_at >= now() - make_interval(secs => $1::float8)
+      AND ($2::text IS NULL OR d.endpoint_id = $2::text)
+    GROUP BY d.endpoint_id
+), shown AS (
+    SELECT endpoint_id FROM tried
+    UNION SELECT endpoint_id FROM dead
+    UNION SELECT endpoint_id FROM pending_ids WHERE endpoint_id IS NOT NULL
+    UNION SELECT endpoint_id FROM held_ids WHERE endpoint_id IS NOT NULL
+    UNION SELECT endpoint_id FROM flying_ids WHERE endpoint_id IS NOT NULL
+    UNION SELECT $2::text WHERE $2::text IS NOT NULL
 )
 SELECT e.id AS endpoint_id, e.enabled, e.deleted_at IS NOT NULL AS deleted,
-       coalesce(q.backlog, 0) AS backlog, coalesce(q.due, 0) AS due,
-       coalesce(q.in_flight, 0) AS in_flight, coalesce(t.attempts, 0) AS attempts,
-       coalesce(t.succeeded, 0) AS succeeded, t.p50_ms, t.p95_ms,
-       coalesce(x.dead_letters, 0) AS dead_letters
-FROM webhookd.endpoints e
-LEFT JOIN tried t ON t.endpoint_id = e.id
-LEFT JOIN queued q ON q.endpoint_id = e.id
-LEFT JOIN dead x ON x.endpoint_id = e.id
-WHERE ($2::text IS NULL OR e.id = $2)
-  AND (e.deleted_at IS NULL OR t.endpoint_id IS NOT NULL OR q.endpoint_id IS NOT NULL
-       OR x.endpoint_id IS NOT NULL)
-ORDER BY e.created_at, e.id;
+       (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.endpoint_id = s.endpoint_id AND d.status = 'pending')
+       + (SELECT count(*) FROM webhookd.deliveries d
+          WHERE d.endpoint_id = s.endpoint_id AND d.status = 'held') AS backlog,
+       (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.endpoint_id = s.endpoint_id AND d.status = 'pending'
+          AND d.next_attempt_at <= now()) AS due,
+       (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.endpoint_id = s.endpoint_id AND d.status = 'delivering') AS in_flight,
+       coalesce(t.attempts, 0) AS attempts, coalesce(t.succeeded, 0) AS succeeded,
+       t.p50_ms, t.p95_ms, coalesce(x.dead_letters, 0) AS dead_letters
+FROM shown s
+CROSS JOIN LATERAL (
+    SELECT x.id, x.enabled, x.deleted_at FROM webhookd.endpoints x WHERE x.id = s.endpoint_id
+    LIMIT 1
+) e
+LEFT JOIN tried t ON t.endpoint_id = s.endpoint_id
+LEFT JOIN dead x ON x.endpoint_id = s.endpoint_id
+ORDER BY e.id;
 
 -- name: demo_enqueue
 -- `webhookd demo`: a burst of $2 messages spread round-robin over the endpoints $1.

@@ -14,8 +14,9 @@ from tests.integration.test_ordering import assert_first_successes_in_order, fla
 
 pytestmark = pytest.mark.chaos
 
-KEYS = [f"k{i}" for i in range(6)]
+KEYS = [f"k{i}" for i in range(9)]
 PER_KEY = 8
+ENDPOINTS = 3
 
 
 def config(instance: str) -> str:
@@ -30,20 +31,23 @@ async def test_three_processes_keep_each_keys_insert_order_through_random_failur
     harness: Harness, receiver: Receiver, spawn: Spawn
 ) -> None:
     successes: list[tuple[str, int]] = []
-    receiver.on("/o", flaky_recorder(random.Random(11), successes))
-    ep_id, _ = await harness.endpoint(receiver.url("/o"), max_in_flight=10)
-    for n in range(PER_KEY):
-        for key in KEYS:
-            await harness.conn.execute(
-                "INSERT INTO webhookd.outbox (endpoint_id, event_type, payload, ordering_key)"
-                " VALUES ($1, 'test.event', $2::jsonb, $3)",
-                ep_id,
-                orjson.dumps({"key": key, "n": n}).decode(),
-                key,
-            )
+    respond = flaky_recorder(random.Random(11), successes)
+    endpoints = []
+    for e in range(ENDPOINTS):  # several endpoints: each claim serves an endpoint alone
+        receiver.on(f"/o{e}", respond)
+        endpoints.append((await harness.endpoint(receiver.url(f"/o{e}"), max_in_flight=10))[0])
     daemons = [await spawn(harness.dsn, config(f"o{i}"), f"o{i}") for i in range(3)]
     for daemon in daemons:
         await daemon.started()
+    for n in range(PER_KEY):  # once all three are up, so they compete from the first row
+        for k, key in enumerate(KEYS):
+            await harness.conn.execute(
+                "INSERT INTO webhookd.outbox (endpoint_id, event_type, payload, ordering_key)"
+                " VALUES ($1, 'test.event', $2::jsonb, $3)",
+                endpoints[k % ENDPOINTS],
+                orjson.dumps({"key": key, "n": n}).decode(),
+                key,
+            )
     await harness.wait_status("delivered", len(KEYS) * PER_KEY, timeout_s=60)
     for daemon in daemons:
         assert await daemon.terminate() == 0

@@ -238,7 +238,7 @@ async def test_bad_endpoint_options_give_one_line_naming_the_option_and_exit_2(
         assert result.out == "", argv
     # A bad value is refused before anything is written.
     listed = await cli("endpoint", "list", "--json")
-    assert listed.json() == []
+    assert listed.json() == {"endpoints": [], "next_after": None}
 
 
 async def test_unknown_endpoint_gives_one_line_and_exit_3(cli: Cli) -> None:
@@ -280,14 +280,14 @@ async def test_endpoint_lifecycle_never_shows_header_values(
     assert {r.split()[0] for r in rows} == {ep_id, other_id}
     [ep_row] = [r.split() for r in rows if r.startswith(ep_id)]
     assert ep_row[1:3] == ["acme", "enabled"]
-    listed = {e["id"]: e for e in as_json.json()}
+    listed = {e["id"]: e for e in as_json.json()["endpoints"]}
     assert listed[ep_id]["headers"] == {"Authorization": "[redacted]"}
     assert "Authorization" in show.out and "[redacted]" in show.out
     assert show_json.json()["headers"] == {"Authorization": "[redacted]"}
 
     disabled = await cli("endpoint", "disable", ep_id, "--reason", "receiver down")
     assert disabled.code == 0, disabled.err
-    listed = {e["id"]: e for e in (await cli("endpoint", "list", "--json")).json()}
+    listed = {e["id"]: e for e in (await cli("endpoint", "list", "--json")).json()["endpoints"]}
     assert listed[ep_id]["enabled"] is False
     assert listed[ep_id]["disabled_reason"] == "receiver down"
     assert listed[other_id]["enabled"] is True
@@ -306,7 +306,7 @@ async def test_endpoint_lifecycle_never_shows_header_values(
     )
     assert [r["status"] for r in statuses] == ["failed", "failed"]
     after = await cli("endpoint", "list", "--json")
-    assert [e["id"] for e in after.json()] == [other_id]
+    assert [e["id"] for e in after.json()["endpoints"]] == [other_id]
 
 
 # -- check-config -------------------------------------------------------------------------

@@ -248,6 +248,8 @@ async def test_requeueing_the_dead_letter_releases_its_key_one_delivery_at_a_tim
             since=None,
             until=None,
             limit=10,
+            after_failed_at=None,
+            after_id=None,
         )
         assert len(requeued) == 1
         await harness.store.execute("outbox_wake")

@@ -98,7 +98,18 @@ def options(draw: st.DrawFn, choices: dict[str, st.SearchStrategy[str]]) -> list
 def command(draw: st.DrawFn) -> list[str]:
     kind = draw(
         st.sampled_from(
-            ["add", "update", "rotate", "list", "dead", "recover", "prune", "stats", "send"]
+            [
+                "add",
+                "update",
+                "rotate",
+                "list",
+                "endpoints",
+                "dead",
+                "recover",
+                "prune",
+                "stats",
+                "send",
+            ]
         )
     )
     if kind == "add":
@@ -110,6 +121,9 @@ def command(draw: st.DrawFn) -> list[str]:
         return ["endpoint", "rotate-secret", "ep_x", *extra]
     if kind == "list":
         return ["message", "list", *draw(options(_WINDOW_OPTIONS | {"--status": text}))]
+    if kind == "endpoints":
+        pages = {"--limit": counts, "--after": text, "--tenant": text}
+        return ["endpoint", "list", *draw(options(pages))]
     if kind == "dead":
         return ["dead-letters", *draw(options(_WINDOW_OPTIONS))]
     if kind == "recover":
