@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from daemon import __version__
 from daemon.errors import ConfigError
-from daemon.ratelimit import format_rate, parse_rate
+from daemon.ratelimit import Rate, format_rate, parse_rate
 from daemon.retry import format_duration, parse_duration
 
 DEFAULT_CONFIG_PATH = Path("/etc/webhookd/webhookd.toml")
@@ -168,6 +168,20 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """[api]: `webhookd api`, the management HTTP API: where it listens, its own /metrics,
+    and how it treats clients that fail to authenticate."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8071
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9465
+    token_cache_s: float = 5.0  # how long a checked token is trusted without a lookup
+    auth_failures: Rate = field(default_factory=lambda: Rate(30.0, 60.0))  # per client address
+    trust_forwarded_for: bool = False  # client address = last X-Forwarded-For entry
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; Config() is the default one."""
 
@@ -181,6 +195,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
 
     def with_overrides(self, **sections: Mapping[str, Any]) -> Config:
         """A copy with some fields replaced: cfg.with_overrides(delivery={"timeout_s": 0.5})."""
@@ -409,6 +424,30 @@ def _format_listen(metrics: MetricsConfig) -> str:
     return f"[{host}]:{metrics.listen_port}" if ":" in host else f"{host}:{metrics.listen_port}"
 
 
+def _api_listen(prefix: str) -> _Key:
+    """[api] holds two addresses: `listen` and `metrics_listen`, parsed as metrics.listen is."""
+
+    def parse(raw: object) -> dict[str, Any]:
+        parsed = _listen(raw)
+        return {f"{prefix}_host": parsed["listen_host"], f"{prefix}_port": parsed["listen_port"]}
+
+    def show(api: ApiConfig) -> str:
+        host, port = getattr(api, f"{prefix}_host"), getattr(api, f"{prefix}_port")
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    return _Key(parse, show)
+
+
+def _rate(raw: object) -> Rate:
+    """'30/min', '1/s': a count of events over a period (not empty)."""
+    try:
+        if isinstance(raw, str):
+            return parse_rate(raw)
+    except ValueError:
+        pass
+    raise ValueError(f"must be a rate like '30/min' or '1/s', got {raw!r}")
+
+
 # --- the key table: TOML key -> dataclass field(s), and back to human units -------------------
 
 
@@ -508,6 +547,13 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
         "prune_interval": _one("prune_interval_s", _POSITIVE_DURATION, format_duration),
         "include_failed": _one("include_failed", _boolean),
         "batch_size": _one("batch_size", _integer(1, 100_000)),
+    }),
+    "api": (ApiConfig, {
+        "listen": _api_listen("listen"),
+        "metrics_listen": _api_listen("metrics"),
+        "token_cache": _one("token_cache_s", _DURATION, format_duration),
+        "auth_failures": _one("auth_failures", _rate, str),
+        "trust_forwarded_for": _one("trust_forwarded_for", _boolean),
     }),
 }  # fmt: skip
 

@@ -716,3 +716,46 @@ SET url = $2, tenant_id = $3, description = $4, event_types = $5, signature_sche
     previous_secrets = CASE WHEN $16 THEN '[]'::jsonb ELSE previous_secrets END,
     version = version + 1, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL;
+
+-- =============================================================================================
+-- The management HTTP API (`webhookd api`, daemon/api/). Every query that reads or changes a
+-- tenant's data takes the tenant, so an application only ever reaches its own rows.
+-- =============================================================================================
+
+-- name: api_token_insert
+-- Store a new API token (its SHA-256 only); $4 NULL: every application.
+-- params: token_id, token_hash, scope, app_id, description, expires_at
+INSERT INTO webhookd.api_tokens (id, token_hash, scope, app_id, description, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING id, scope, app_id, description, created_at, expires_at;
+
+-- name: api_token_get
+-- One token by id, with what authenticating a request needs.
+-- params: token_id
+SELECT id, token_hash, scope, app_id, expires_at, revoked_at
+FROM webhookd.api_tokens
+WHERE id = $1;
+
+-- name: api_token_list
+-- Every token (never the hash), newest first, with the uid of its application.
+SELECT t.id, t.scope, t.app_id, a.uid AS app_uid, t.description, t.created_at, t.expires_at,
+       t.revoked_at
+FROM webhookd.api_tokens t
+LEFT JOIN webhookd.api_apps a ON a.id = t.app_id
+ORDER BY t.created_at DESC, t.id;
+
+-- name: api_token_revoke
+-- Revoke a token (kept, so `api-token list` still shows it); a second revoke changes nothing.
+-- params: token_id
+UPDATE webhookd.api_tokens
+SET revoked_at = coalesce(revoked_at, now())
+WHERE id = $1
+RETURNING id, revoked_at;
+
+-- name: api_app_get
+-- The application named by id or uid (an id wins over another application's uid).
+-- params: ref
+SELECT * FROM webhookd.api_apps
+WHERE id = $1 OR uid = $1
+ORDER BY (id = $1) DESC
+LIMIT 1;
