@@ -5,7 +5,9 @@ are about what Svix clients do).
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,14 +19,20 @@ from multidict import CIMultiDict
 from daemon.api import tokens
 from daemon.api.server import ApiServer
 from daemon.config import Config
+from daemon.ratelimit import Rate
 from daemon.store import Store
 from tests.integration.conftest import daemon_config
 
 
 def api_config(dsn: str, **sections: dict[str, Any]) -> Config:
     """The integration tests' daemon config, the API on free loopback ports, tokens unchecked
-    by cache (a revocation bites at once)."""
-    api = {"listen_port": 0, "metrics_port": 0, "token_cache_s": 0.0} | sections.pop("api", {})
+    by cache (a revocation bites at once), failed authentications hardly limited."""
+    api = {
+        "listen_port": 0,
+        "metrics_port": 0,
+        "token_cache_s": 0.0,
+        "auth_failures": Rate(10_000, 1),
+    } | sections.pop("api", {})
     return daemon_config(dsn, api=api, **sections)
 
 
@@ -72,12 +80,14 @@ class ApiUnderTest:
         raw: bytes | None = None,
     ) -> Reply:
         sent = dict(headers or {})
+        data: bytes | io.BytesIO | None
         auth = self.admin if token is None else token
         if auth:
             sent["Authorization"] = f"Bearer {auth}"
         data = raw if raw is not None else (None if body is None else orjson.dumps(body))
         if data is not None:
             sent.setdefault("Content-Type", "application/json")
+            data = io.BytesIO(data)  # aiohttp warns about large raw bodies
         async with self.session.request(
             method, self.base_url + path, data=data, headers=sent
         ) as response:
@@ -92,10 +102,10 @@ class ApiUnderTest:
         return await self.call("POST", path, body if body is not None else {}, **kw)
 
 
-@pytest_asyncio.fixture
-async def api(db_dsn: str) -> AsyncIterator[ApiUnderTest]:
+@asynccontextmanager
+async def running_api(dsn: str, **sections: dict[str, Any]) -> AsyncIterator[ApiUnderTest]:
     """`webhookd api` in this process on a free port, with an admin token."""
-    server = ApiServer(api_config(db_dsn))
+    server = ApiServer(api_config(dsn, **sections))
     await server.start()
     assert server.store is not None
     session = aiohttp.ClientSession()
@@ -106,6 +116,12 @@ async def api(db_dsn: str) -> AsyncIterator[ApiUnderTest]:
     finally:
         await session.close()
         await server.stop()
+
+
+@pytest_asyncio.fixture
+async def api(db_dsn: str) -> AsyncIterator[ApiUnderTest]:
+    async with running_api(db_dsn) as under_test:
+        yield under_test
 
 
 @dataclass
@@ -139,3 +155,17 @@ async def webhookd(dsn: str, *args: str, env: Mapping[str, str] | None = None) -
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
     return Ran(proc.returncode, out.decode(), err.decode())
+
+
+async def make_app(api: ApiUnderTest, uid: str, name: str | None = None) -> dict[str, Any]:
+    reply = await api.post("/api/v1/app", {"name": name or uid, "uid": uid})
+    assert reply.status == 201, reply.body
+    body: dict[str, Any] = reply.body
+    return body
+
+
+async def make_endpoint(api: ApiUnderTest, app: str, url: str, **fields: Any) -> dict[str, Any]:
+    reply = await api.post(f"/api/v1/app/{app}/endpoint", {"url": url, **fields})
+    assert reply.status == 201, reply.body
+    body: dict[str, Any] = reply.body
+    return body

@@ -25,14 +25,23 @@ from daemon.api.errors import invalid
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 250
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_TIME: Final = re.compile(r"t(-?\d{1,19})_(\d{1,19})")
+_TIME: Final = re.compile(r"t(-?\d{1,19})_([A-Za-z0-9_.-]{1,256})")
 _SEQ: Final = re.compile(r"s(\d{1,19})")
 
 
 @dataclass(frozen=True, slots=True)
 class TimeKey:
+    """A row's place in a list ordered by (time, id); the id breaks ties."""
+
     at: datetime
-    id: int
+    id: str
+
+    @property
+    def number(self) -> int:
+        """The id of a list whose ids are numbers (a bad one was not made by us: 422)."""
+        if not self.id.isdigit() or len(self.id) > 18:
+            raise invalid(["query", "iterator"], "not an iterator returned by this list")
+        return int(self.id)
 
 
 def limit_of(request: web.Request) -> int:
@@ -64,7 +73,7 @@ def time_cursor(request: web.Request) -> TimeKey | None:
         at = _EPOCH + timedelta(microseconds=int(match[1]))
     except OverflowError:
         raise invalid(["query", "iterator"], "not an iterator returned by this list") from None
-    return TimeKey(at, int(match[2]))
+    return TimeKey(at, match[2])
 
 
 def seq_cursor(request: web.Request) -> int | None:
@@ -89,7 +98,7 @@ def name_cursor(request: web.Request) -> str | None:
         raise invalid(["query", "iterator"], "not an iterator returned by this list") from None
 
 
-def encode_time(at: datetime, ident: int) -> str:
+def encode_time(at: datetime, ident: int | str) -> str:
     micros = (at - _EPOCH) // timedelta(microseconds=1)
     return f"t{micros}_{ident}"
 

@@ -42,7 +42,17 @@ BASE_ROUTES: Final = (
 
 
 def all_routes() -> tuple[Route, ...]:
-    return BASE_ROUTES
+    # Imported here: each resource module imports this one for `Route`.
+    from daemon.api import apps, attempts, endpoint_actions, endpoint_routes, messages
+
+    return (
+        *BASE_ROUTES,
+        *apps.routes(),
+        *endpoint_routes.routes(),
+        *endpoint_actions.routes(),
+        *messages.routes(),
+        *attempts.routes(),
+    )
 
 
 def build_app(api: Api, routes: Sequence[Route] | None = None) -> web.Application:

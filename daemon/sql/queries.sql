@@ -759,3 +759,241 @@ SELECT * FROM webhookd.api_apps
 WHERE id = $1 OR uid = $1
 ORDER BY (id = $1) DESC
 LIMIT 1;
+
+-- name: api_app_list
+-- A page of applications in seq order after $2 ($3: descending, before $2), only application
+-- $1 when given (an application-scoped token); $4 is the page size plus one.
+-- params: app_id, after_seq, descending, limit
+(SELECT * FROM webhookd.api_apps
+ WHERE NOT $3 AND ($1::text IS NULL OR id = $1) AND ($2::bigint IS NULL OR seq > $2)
+ ORDER BY seq LIMIT $4)
+UNION ALL
+(SELECT * FROM webhookd.api_apps
+ WHERE $3 AND ($1::text IS NULL OR id = $1) AND ($2::bigint IS NULL OR seq < $2)
+ ORDER BY seq DESC LIMIT $4);
+
+-- name: api_app_insert
+-- A new application; a uid or tenant already taken violates a unique index.
+-- params: app_id, uid, tenant_id, name, metadata
+INSERT INTO webhookd.api_apps (id, uid, tenant_id, name, metadata)
+VALUES ($1, $2, $3, $4, $5::jsonb)
+RETURNING *;
+
+-- name: api_app_update
+-- Rename an application and replace its metadata.
+-- params: app_id, name, metadata
+UPDATE webhookd.api_apps
+SET name = $2, metadata = $3::jsonb, updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: api_app_delete
+-- Delete an application row (its tokens go with it); its endpoints are deleted first.
+-- params: app_id
+DELETE FROM webhookd.api_apps WHERE id = $1 RETURNING id;
+
+-- name: api_endpoint_ids
+-- The live endpoints of a tenant.
+-- params: tenant_id
+SELECT id FROM webhookd.endpoints WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY id;
+
+-- name: api_endpoint_list
+-- A page of a tenant's live endpoints in (created_at, id) order after ($2, $3) ($4:
+-- descending, before it); $5 is the page size plus one.
+-- params: tenant_id, after_at, after_id, descending, limit
+(SELECT * FROM webhookd.endpoints
+ WHERE NOT $4 AND tenant_id = $1 AND deleted_at IS NULL
+   AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::text))
+ ORDER BY created_at, id LIMIT $5)
+UNION ALL
+(SELECT * FROM webhookd.endpoints
+ WHERE $4 AND tenant_id = $1 AND deleted_at IS NULL
+   AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::text))
+ ORDER BY created_at DESC, id DESC LIMIT $5);
+
+-- name: api_endpoint_get
+-- A tenant's live endpoint by id or uid.
+-- params: tenant_id, ref
+SELECT * FROM webhookd.endpoints
+WHERE tenant_id = $1 AND deleted_at IS NULL AND (id = $2 OR uid = $2)
+ORDER BY (id = $2) DESC
+LIMIT 1;
+
+-- name: api_endpoint_get_for_update
+-- A tenant's live endpoint by id, locked until the transaction ends.
+-- params: tenant_id, endpoint_id
+SELECT * FROM webhookd.endpoints
+WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
+FOR UPDATE;
+
+-- name: api_endpoint_insert
+-- A new endpoint of tenant $2, with the API's fields (uid, metadata, enabled).
+-- params: endpoint_id, tenant_id, url, description, event_types, secret, signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms, uid, metadata, enabled, disabled_reason
+INSERT INTO webhookd.endpoints (id, tenant_id, url, description, event_types, secret,
+                                signature_scheme, signature_header, signature_prefix, headers,
+                                rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms,
+                                uid, metadata, enabled, disabled_reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15, $16,
+        $17::jsonb, $18, $19)
+RETURNING *;
+
+-- name: api_endpoint_update
+-- Write the settings the API may change (the row is locked by the caller).
+-- params: endpoint_id, url, description, event_types, rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms, uid, metadata, enabled, disabled_reason
+UPDATE webhookd.endpoints
+SET url = $2, description = $3, event_types = $4, rate_per_s = $5, burst = $6,
+    max_in_flight = $7, timeout_ms = $8, retry_schedule_ms = $9, uid = $10,
+    metadata = $11::jsonb, enabled = $12,
+    disabled_reason = CASE WHEN $12 THEN NULL ELSE $13 END,
+    version = version + 1, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING *;
+
+-- name: api_endpoint_set_headers
+-- Replace an endpoint's custom headers (values sealed when keys are set).
+-- params: endpoint_id, headers
+UPDATE webhookd.endpoints
+SET headers = $2::jsonb, version = version + 1, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING id;
+
+-- name: api_endpoint_stats
+-- Svix's endpoint figures: deliveries waiting and in flight now, dead letters and successful
+-- attempts in [$2, $3) (NULL: unbounded). Each is a count over a partial index.
+-- params: endpoint_id, since, until
+SELECT
+    (SELECT count(*) FROM webhookd.deliveries
+     WHERE endpoint_id = $1 AND status = 'pending') AS pending,
+    (SELECT count(*) FROM webhookd.deliveries
+     WHERE endpoint_id = $1 AND status = 'delivering') AS sending,
+    (SELECT count(*) FROM webhookd.deliveries
+     WHERE endpoint_id = $1 AND status = 'failed'
+       AND ($2::timestamptz IS NULL OR updated_at >= $2)
+       AND ($3::timestamptz IS NULL OR updated_at < $3)) AS fail,
+    (SELECT count(*) FROM webhookd.attempts
+     WHERE endpoint_id = $1 AND status_code BETWEEN 200 AND 299
+       AND ($2::timestamptz IS NULL OR started_at >= $2)
+       AND ($3::timestamptz IS NULL OR started_at < $3)) AS success;
+
+-- name: api_endpoint_state
+-- An endpoint's shared limits and health: Retry-After or circuit-breaker pause, failing streak.
+-- params: endpoint_id
+SELECT s.paused_until, s.failing_since, s.consecutive_failures, s.tokens,
+       s.paused_until IS NOT NULL AND s.paused_until > now() AS paused
+FROM webhookd.endpoint_state s
+WHERE s.endpoint_id = $1;
+
+-- name: api_endpoint_resume
+-- End an endpoint's pause now (a Retry-After or circuit-breaker cool-down).
+-- params: endpoint_id
+UPDATE webhookd.endpoint_state SET paused_until = NULL
+WHERE endpoint_id = $1 AND paused_until IS NOT NULL;
+
+-- name: api_message_insert
+-- Enqueue a message for tenant $1 as an application does (the fan-out trigger makes its
+-- deliveries and wakes the daemons). A msg_id the tenant already used inserts nothing: the
+-- caller then reads the first message (idempotency).
+-- params: tenant_id, msg_id, event_type, payload, deliver_after
+INSERT INTO webhookd.outbox (tenant_id, msg_id, event_type, payload, deliver_after)
+VALUES ($1, $2, $3, $4::jsonb, $5)
+ON CONFLICT DO NOTHING
+RETURNING id, msg_id, event_type, payload::text AS payload, deliver_after, created_at;
+
+-- name: api_message_get
+-- One message by outbox id, its payload as text.
+-- params: message_id
+SELECT id, msg_id, event_type, payload::text AS payload, deliver_after, created_at
+FROM webhookd.outbox
+WHERE id = $1;
+
+-- name: api_message_find
+-- The message $2 (a msg_id) of tenant $1: fanned out to the tenant, or sent to one of its
+-- endpoints (send-example, or an application's direct insert); a fan-out one first.
+-- params: tenant_id, msg_id
+SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after, o.created_at
+FROM webhookd.outbox o
+WHERE o.msg_id = $2
+  AND ((o.endpoint_id IS NULL AND coalesce(o.tenant_id, 'default') = $1)
+       OR o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1))
+ORDER BY (o.endpoint_id IS NULL) DESC, o.id DESC
+LIMIT 1;
+
+-- name: api_message_list
+-- A page of tenant $1's messages, newest first, before the cursor ($2, $3), of event types
+-- $4 (NULL: any), created in ($5, $6) (NULL: unbounded); $7 is the page size plus one. Each
+-- branch walks an index (api_outbox_tenant_idx, api_outbox_endpoint_idx) from the cursor.
+-- params: tenant_id, before_at, before_id, event_types, after, before, limit
+SELECT * FROM (
+    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
+            o.created_at
+     FROM webhookd.outbox o
+     WHERE o.endpoint_id IS NULL AND coalesce(o.tenant_id, 'default') = $1
+       AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3::bigint))
+       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+       AND ($5::timestamptz IS NULL OR o.created_at > $5)
+       AND ($6::timestamptz IS NULL OR o.created_at < $6)
+     ORDER BY o.created_at DESC, o.id DESC
+     LIMIT $7)
+    UNION ALL
+    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
+            o.created_at
+     FROM webhookd.outbox o
+     WHERE o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1)
+       AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3::bigint))
+       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+       AND ($5::timestamptz IS NULL OR o.created_at > $5)
+       AND ($6::timestamptz IS NULL OR o.created_at < $6)
+     ORDER BY o.created_at DESC, o.id DESC
+     LIMIT $7)
+) m
+ORDER BY m.created_at DESC, m.id DESC
+LIMIT $7;
+
+-- name: api_event_type_schemas
+-- The JSON Schemas of an event type that is not archived (NULL: none, or no such type).
+-- params: name
+SELECT schemas FROM webhookd.api_event_types WHERE name = $1 AND NOT archived;
+
+-- name: api_attempts_by_endpoint
+-- A page of endpoint $1's attempts, newest first, before the cursor ($2, $3), started in
+-- ($4, $5), succeeded or not ($6, NULL: both); $7 is the page size plus one. A range of
+-- api_attempts_endpoint_idx, however many attempts the endpoint has.
+-- params: endpoint_id, before_at, before_id, after, before, succeeded, limit
+SELECT a.id, a.attempt, a.started_at, a.duration_ms, a.status_code, a.error_class, a.error,
+       a.response_body, a.endpoint_id, d.attempt_base, o.msg_id, e.url
+FROM webhookd.attempts a
+JOIN webhookd.deliveries d ON d.id = a.delivery_id
+JOIN webhookd.outbox o ON o.id = d.message_id
+JOIN webhookd.endpoints e ON e.id = a.endpoint_id
+WHERE a.endpoint_id = $1
+  AND ($2::timestamptz IS NULL OR (a.started_at, a.id) < ($2, $3::bigint))
+  AND ($4::timestamptz IS NULL OR a.started_at > $4)
+  AND ($5::timestamptz IS NULL OR a.started_at < $5)
+  AND ($6::boolean IS NULL OR (coalesce(a.status_code, 0) BETWEEN 200 AND 299) = $6)
+ORDER BY a.started_at DESC, a.id DESC
+LIMIT $7;
+
+-- name: api_attempts_by_message
+-- A page of the attempts at message $1 (only to endpoint $2 when given), newest first, before
+-- the cursor ($3, $4), succeeded or not ($5); $6 is the page size plus one.
+-- params: message_id, endpoint_id, before_at, before_id, succeeded, limit
+SELECT a.id, a.attempt, a.started_at, a.duration_ms, a.status_code, a.error_class, a.error,
+       a.response_body, d.endpoint_id, d.attempt_base, o.msg_id, e.url
+FROM webhookd.deliveries d
+JOIN webhookd.attempts a ON a.delivery_id = d.id
+JOIN webhookd.outbox o ON o.id = d.message_id
+JOIN webhookd.endpoints e ON e.id = d.endpoint_id
+WHERE d.message_id = $1
+  AND ($2::text IS NULL OR d.endpoint_id = $2)
+  AND ($3::timestamptz IS NULL OR (a.started_at, a.id) < ($3, $4::bigint))
+  AND ($5::boolean IS NULL OR (coalesce(a.status_code, 0) BETWEEN 200 AND 299) = $5)
+ORDER BY a.started_at DESC, a.id DESC
+LIMIT $6;
+
+-- name: api_delivery_of
+-- The delivery of message $1 to endpoint $2, with what a resend needs to know.
+-- params: message_id, endpoint_id
+SELECT d.id, d.status, e.enabled AS endpoint_enabled
+FROM webhookd.deliveries d
+JOIN webhookd.endpoints e ON e.id = d.endpoint_id
+WHERE d.message_id = $1 AND d.endpoint_id = $2;
