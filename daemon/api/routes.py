@@ -43,7 +43,15 @@ BASE_ROUTES: Final = (
 
 def all_routes() -> tuple[Route, ...]:
     # Imported here: each resource module imports this one for `Route`.
-    from daemon.api import apps, attempts, endpoint_actions, endpoint_routes, messages
+    from daemon.api import (
+        apps,
+        attempts,
+        dead_letters,
+        endpoint_actions,
+        endpoint_routes,
+        event_types,
+        messages,
+    )
 
     return (
         *BASE_ROUTES,
@@ -52,6 +60,8 @@ def all_routes() -> tuple[Route, ...]:
         *endpoint_actions.routes(),
         *messages.routes(),
         *attempts.routes(),
+        *event_types.routes(),
+        *dead_letters.routes(),
     )
 
 

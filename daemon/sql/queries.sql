@@ -997,3 +997,63 @@ SELECT d.id, d.status, e.enabled AS endpoint_enabled
 FROM webhookd.deliveries d
 JOIN webhookd.endpoints e ON e.id = d.endpoint_id
 WHERE d.message_id = $1 AND d.endpoint_id = $2;
+
+-- name: api_event_type_list
+-- A page of event types by name after $2 ($3: descending, before $2), archived ones only when
+-- $1; $4 is the page size plus one.
+-- params: include_archived, after_name, descending, limit
+(SELECT * FROM webhookd.api_event_types
+ WHERE NOT $3 AND ($1 OR NOT archived) AND ($2::text IS NULL OR name > $2)
+ ORDER BY name LIMIT $4)
+UNION ALL
+(SELECT * FROM webhookd.api_event_types
+ WHERE $3 AND ($1 OR NOT archived) AND ($2::text IS NULL OR name < $2)
+ ORDER BY name DESC LIMIT $4);
+
+-- name: api_event_type_get
+-- One event type, archived or not.
+-- params: name
+SELECT * FROM webhookd.api_event_types WHERE name = $1;
+
+-- name: api_event_type_upsert
+-- Create an event type, or (when $8) replace the settings of the one with that name; nothing
+-- when it exists and not $8 (the caller answers 409). inserted: whether it is new.
+-- params: name, description, archived, deprecated, schemas, group_name, feature_flags, replace
+INSERT INTO webhookd.api_event_types AS t
+    (name, description, archived, deprecated, schemas, group_name, feature_flags)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
+ON CONFLICT (name) DO UPDATE
+SET description = EXCLUDED.description, archived = EXCLUDED.archived,
+    deprecated = EXCLUDED.deprecated, schemas = EXCLUDED.schemas,
+    group_name = EXCLUDED.group_name, feature_flags = EXCLUDED.feature_flags,
+    updated_at = now()
+WHERE $8
+RETURNING *, (xmax = 0) AS inserted;
+
+-- name: api_event_type_archive
+-- Archive an event type (Svix's delete): kept, listed only with include_archived, and no longer
+-- applied to new messages.
+-- params: name
+UPDATE webhookd.api_event_types SET archived = true, updated_at = now()
+WHERE name = $1
+RETURNING name;
+
+-- name: api_event_type_delete
+-- Delete an event type for good (expunge=true).
+-- params: name
+DELETE FROM webhookd.api_event_types WHERE name = $1 RETURNING name;
+
+-- name: api_dead_letters
+-- A page of the dead letters of endpoints $1, latest failure first, before the cursor ($4, $5),
+-- failed in [$2, $3); $6 is the page size plus one (deliveries_failed_idx per endpoint).
+-- params: endpoint_ids, since, until, before_at, before_id, limit
+SELECT d.id, d.endpoint_id, d.attempts, d.last_status_code, d.last_error, d.updated_at,
+       o.msg_id, o.event_type
+FROM webhookd.deliveries d
+JOIN webhookd.outbox o ON o.id = d.message_id
+WHERE d.status = 'failed' AND d.endpoint_id = ANY ($1::text[])
+  AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
+  AND ($3::timestamptz IS NULL OR d.updated_at < $3)
+  AND ($4::timestamptz IS NULL OR (d.updated_at, d.id) < ($4, $5::bigint))
+ORDER BY d.updated_at DESC, d.id DESC
+LIMIT $6;
