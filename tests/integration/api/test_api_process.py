@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+from svix.api import ApplicationIn, EndpointIn, Svix, SvixOptions
 
 from tests.api_support import webhookd
 
@@ -20,6 +21,13 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _with_sync_sdk(token: str, url: str) -> list[str]:
+    svix = Svix(token, SvixOptions(server_url=url))
+    app = svix.application.create(ApplicationIn(name="Acme", uid="acme"))
+    svix.endpoint.create(app.id, EndpointIn(url="https://example.com/hook"))
+    return [e.url for e in svix.endpoint.list("acme").data]
 
 
 async def test_api_process_notifies_ready_serves_and_stops_on_sigterm(
@@ -55,6 +63,9 @@ async def test_api_process_notifies_ready_serves_and_stops_on_sigterm(
                 assert health.status == 204
             async with session.get(url + "/api/v1/openapi.json", headers=headers) as doc:
                 assert (await doc.json())["openapi"] == "3.1.0"
+        # The synchronous client exactly as Svix documents it, against the real process.
+        listed = await asyncio.to_thread(_with_sync_sdk, token, f"http://127.0.0.1:{port}")
+        assert listed == ["https://example.com/hook"]
         proc.send_signal(signal.SIGTERM)
         out, err = await asyncio.wait_for(proc.communicate(), 20)
     finally:
