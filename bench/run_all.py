@@ -31,6 +31,7 @@ BENCHES = [
     "backlog",
     "ratelimit",
     "log_event",
+    "api",
 ]
 TIMEOUT_S = 20 * 60  # per benchmark; each bounds its own workload well below this
 

@@ -103,15 +103,18 @@ class ApiUnderTest:
 
 
 @asynccontextmanager
-async def running_api(dsn: str, **sections: dict[str, Any]) -> AsyncIterator[ApiUnderTest]:
-    """`webhookd api` in this process on a free port, with an admin token."""
+async def running_api(
+    dsn: str, admin: str | None = None, **sections: dict[str, Any]
+) -> AsyncIterator[ApiUnderTest]:
+    """`webhookd api` in this process on a free port, with an admin token (made here unless
+    given: the API's own database role may not make tokens)."""
     server = ApiServer(api_config(dsn, **sections))
     await server.start()
     assert server.store is not None
     session = aiohttp.ClientSession()
     under_test = ApiUnderTest(server, server.store, session)
     try:
-        under_test.admin = await under_test.token("admin")
+        under_test.admin = admin or await under_test.token("admin")
         yield under_test
     finally:
         await session.close()

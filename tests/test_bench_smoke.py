@@ -26,6 +26,7 @@ ALL = [
     "backlog",
     "ratelimit",
     "peer_pgqueuer",
+    "api",
 ]
 NEEDS_NO_DATABASE = {"http_ceiling", "log_event"}
 

@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from daemon.api.auth import Authenticator, Principal
+from daemon.api.batch import MessageWriter
 from daemon.api.errors import ApiError, forbidden
 from daemon.api.metrics import ApiMetrics
 from daemon.config import Config
@@ -57,6 +58,7 @@ class Api:
     box: SecretBox
     auth: Authenticator
     metrics: ApiMetrics
+    writer: MessageWriter
 
 
 API: Final = web.AppKey("api", Api)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from daemon import migrate
 from daemon.api.auth import Authenticator
+from daemon.api.batch import MessageWriter
 from daemon.api.http import Api
 from daemon.api.metrics import ApiMetrics, MetricsServer, listen
 from daemon.api.routes import build_app
@@ -83,7 +84,8 @@ class ApiServer:
             failures=cfg.auth_failures,
             on_failure=lambda reason: self.metrics.auth_failures.labels(reason).inc(),
         )
-        self.api = api = Api(store, self.config, self.box, auth, self.metrics)
+        writer = MessageWriter(store)
+        self.api = api = Api(store, self.config, self.box, auth, self.metrics, writer)
         self.runner = web.AppRunner(
             build_app(api), access_log=None, handle_signals=False,
             shutdown_timeout=SHUTDOWN_GRACE_S,

@@ -1057,3 +1057,25 @@ WHERE d.status = 'failed' AND d.endpoint_id = ANY ($1::text[])
   AND ($4::timestamptz IS NULL OR (d.updated_at, d.id) < ($4, $5::bigint))
 ORDER BY d.updated_at DESC, d.id DESC
 LIMIT $6;
+
+-- name: api_app_for_message
+-- What creating a message needs in one round trip: the application named by id or uid (as
+-- api_app_get) and the JSON Schemas of event type $2 (NULL: none, or archived).
+-- params: ref, event_type
+SELECT a.*,
+       (SELECT t.schemas FROM webhookd.api_event_types t
+        WHERE t.name = $2 AND NOT t.archived) AS event_schemas
+FROM webhookd.api_apps a
+WHERE a.id = $1 OR a.uid = $1
+ORDER BY (a.id = $1) DESC
+LIMIT 1;
+
+-- name: api_message_insert_batch
+-- Enqueue several messages in one statement (the API gathers concurrent creates): one fan-out
+-- trigger run and one NOTIFY for all. Rows whose (tenant, msg_id) is taken insert nothing.
+-- params: tenant_ids, msg_ids, event_types, payloads, deliver_afters
+INSERT INTO webhookd.outbox (tenant_id, msg_id, event_type, payload, deliver_after)
+SELECT t, m, e, p::jsonb, d
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(t, m, e, p, d)
+ON CONFLICT DO NOTHING
+RETURNING id, tenant_id, msg_id, event_type, payload::text AS payload, deliver_after, created_at;

@@ -72,6 +72,7 @@ def test_the_document_names_exactly_the_routes_of_the_server() -> None:
 class LiveApi:
     url: str
     token: str
+    session: requests.Session
 
 
 def _env(dsn: str, port: int) -> dict[str, str]:
@@ -126,7 +127,8 @@ def live_api(pg_server_dsn: str, template_db: str) -> Iterator[LiveApi]:
             assert time.monotonic() < deadline and proc.poll() is None, "api did not start"
             time.sleep(0.05)
         _seed(url, token)
-        yield LiveApi(url, token)
+        with requests.Session() as session:
+            yield LiveApi(url, token, session)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
@@ -146,7 +148,13 @@ def test_every_operation_conforms_to_the_document(
     case: schemathesis.Case, live_api: LiveApi
 ) -> None:
     headers = {"Authorization": f"Bearer {live_api.token}"}
-    case.call_and_validate(base_url=live_api.url, headers=headers, checks=CHECKS, timeout=10)
+    case.call_and_validate(
+        base_url=live_api.url,
+        session=live_api.session,
+        headers=headers,
+        checks=CHECKS,
+        timeout=10,
+    )
 
 
 def _operation_count() -> int:

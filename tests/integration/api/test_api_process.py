@@ -25,9 +25,12 @@ def _free_port() -> int:
 
 def _with_sync_sdk(token: str, url: str) -> list[str]:
     svix = Svix(token, SvixOptions(server_url=url))
-    app = svix.application.create(ApplicationIn(name="Acme", uid="acme"))
-    svix.endpoint.create(app.id, EndpointIn(url="https://example.com/hook"))
-    return [e.url for e in svix.endpoint.list("acme").data]
+    try:
+        app = svix.application.create(ApplicationIn(name="Acme", uid="acme"))
+        svix.endpoint.create(app.id, EndpointIn(url="https://example.com/hook"))
+        return [e.url for e in svix.endpoint.list("acme").data]
+    finally:
+        svix._httpx_client.close()
 
 
 async def test_api_process_notifies_ready_serves_and_stops_on_sigterm(
