@@ -73,6 +73,7 @@ async def create_app(request: web.Request) -> web.Response:
             raise conflict("an application with this uid already exists")
     assert isinstance(name, str)
     row = await insert_app(api.store, uid, name, {} if metadata is MISSING else metadata)
+    api.lookups.apps.clear()
     return json_response(views.app_out(row), 201)
 
 
@@ -119,6 +120,7 @@ async def put_app(request: web.Request) -> web.Response:
             raise not_found("application")
         fresh = {} if metadata is MISSING else metadata
         row = await insert_app(api.store, _uid(body), name, fresh)
+        api.lookups.apps.clear()
         return json_response(views.app_out(row), 201)
     _same_uid(body, app)
     row = await api.store.fetchrow(
@@ -127,6 +129,7 @@ async def put_app(request: web.Request) -> web.Response:
         name=name,
         metadata=orjson.dumps({} if metadata is MISSING else metadata).decode(),
     )
+    api.lookups.apps.clear()
     if row is None:
         raise not_found("application")
     return json_response(views.app_out(row))
@@ -144,6 +147,7 @@ async def patch_app(request: web.Request) -> web.Response:
         name=app["name"] if name is MISSING else name,
         metadata=app["metadata"] if metadata is MISSING else orjson.dumps(metadata).decode(),
     )
+    api.lookups.apps.clear()
     if row is None:
         raise not_found("application")
     return json_response(views.app_out(row))
@@ -162,6 +166,7 @@ async def delete_app(request: web.Request) -> web.Response:
             )
         if await tx.fetchrow("api_app_delete", app_id=app["id"]) is None:
             raise not_found("application")
+    api.lookups.apps.clear()
     return no_content()
 
 

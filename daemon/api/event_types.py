@@ -70,9 +70,10 @@ def _fields(body: Body, current: Record | None, *, partial: bool) -> dict[str, A
 
 
 async def _write(request: web.Request, name: str, fields: dict[str, Any], replace: bool) -> Any:
-    return await api_of(request).store.fetchrow(
-        "api_event_type_upsert", name=name, **fields, replace=replace
-    )
+    api = api_of(request)
+    row = await api.store.fetchrow("api_event_type_upsert", name=name, **fields, replace=replace)
+    api.lookups.schemas.clear()
+    return row
 
 
 async def create_event_type(request: web.Request) -> web.Response:
@@ -123,7 +124,10 @@ async def delete_event_type(request: web.Request) -> web.Response:
     expunge = Query(request).boolean("expunge", False)
     query = "api_event_type_delete" if expunge else "api_event_type_archive"
     name = request.match_info["event_type_name"]
-    if await api_of(request).store.fetchrow(query, name=name) is None:
+    api = api_of(request)
+    gone = await api.store.fetchrow(query, name=name)
+    api.lookups.schemas.clear()
+    if gone is None:
         raise not_found("event type")
     return no_content()
 

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from daemon.api.auth import Authenticator, Principal
 from daemon.api.batch import MessageWriter
+from daemon.api.cache import LookupCache
 from daemon.api.errors import ApiError, forbidden
 from daemon.api.metrics import ApiMetrics
 from daemon.config import Config
@@ -59,6 +60,7 @@ class Api:
     auth: Authenticator
     metrics: ApiMetrics
     writer: MessageWriter
+    lookups: LookupCache
 
 
 API: Final = web.AppKey("api", Api)

@@ -16,6 +16,7 @@ from aiohttp import web
 from daemon import migrate
 from daemon.api.auth import Authenticator
 from daemon.api.batch import MessageWriter
+from daemon.api.cache import LookupCache
 from daemon.api.http import Api
 from daemon.api.metrics import ApiMetrics, MetricsServer, listen
 from daemon.api.routes import build_app
@@ -85,7 +86,8 @@ class ApiServer:
             on_failure=lambda reason: self.metrics.auth_failures.labels(reason).inc(),
         )
         writer = MessageWriter(store)
-        self.api = api = Api(store, self.config, self.box, auth, self.metrics, writer)
+        lookups = LookupCache()
+        self.api = api = Api(store, self.config, self.box, auth, self.metrics, writer, lookups)
         self.runner = web.AppRunner(
             build_app(api), access_log=None, handle_signals=False,
             shutdown_timeout=SHUTDOWN_GRACE_S,

@@ -102,6 +102,9 @@ async def test_deleting_an_application_deletes_its_endpoints_and_tokens(
     deleted = await api.call("DELETE", "/api/v1/app/acme")
     assert deleted.status == 204
     assert (await api.get("/api/v1/app/acme")).status == 404
+    # this process forgets the application at once (its lookup cache is cleared)
+    late = await api.post("/api/v1/app/acme/msg", {"eventType": "e", "payload": {}})
+    assert late.status == 404
     assert (await api.get("/api/v1/app", token=scoped)).status == 401
     conn = await asyncpg.connect(db_dsn)
     try:
