@@ -27,11 +27,21 @@ if TYPE_CHECKING:
     from daemon.api.routes import Route
     from daemon.store import Record
 
-# As Svix: these header values are never returned, only their names.
+# These header values are never returned, only their names: Svix's list, and (more careful
+# than Svix) any name that says it holds a credential.
 SENSITIVE_HEADERS: Final = frozenset(
     {"x-auth-token", "x-api-key", "www-authenticate", "authorization", "proxy-authenticate",
      "proxy-authorization", "cookie"}
 )  # fmt: skip
+_SENSITIVE_WORDS: Final = ("auth", "token", "secret", "key", "password", "cookie", "session",
+                           "signature", "credential")  # fmt: skip
+
+
+def sensitive(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in SENSITIVE_HEADERS or any(word in lowered for word in _SENSITIVE_WORDS)
+
+
 MAX_GRACE_S: Final = 7 * 86400
 
 
@@ -85,8 +95,8 @@ async def get_headers(request: web.Request) -> web.Response:
     api = api_of(request)
     endpoint = await endpoint_of(request, await app_of(request))
     pairs = _headers(api.box, endpoint)
-    shown = {n: v for n, v in pairs if n.lower() not in SENSITIVE_HEADERS}
-    hidden = sorted({n for n, _ in pairs if n.lower() in SENSITIVE_HEADERS})
+    shown = {n: v for n, v in pairs if not sensitive(n)}
+    hidden = sorted({n for n, _ in pairs if sensitive(n)})
     return json_response({"headers": shown, "sensitive": hidden})
 
 

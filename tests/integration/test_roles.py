@@ -24,6 +24,7 @@ import pytest_asyncio
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from daemon.api import tokens
 from daemon.endpoints import EndpointSpec, add_endpoint
 from daemon.migrate import apply_migrations
 from daemon.roles import quote_ident, roles_sql
@@ -446,3 +447,41 @@ async def test_daemon_role_prunes_only_with_the_optional_grants(
     failed = next(e for e in logs if e["event"] == "retention.prune_failed")
     assert "permission denied" in failed["error"] and "roles.sql" in failed["hint"]
     assert await roles.admin.fetchval("SELECT count(*) FROM webhookd.attempts") == 0
+
+
+async def test_api_role_runs_the_api(roles: Roles) -> None:
+    """Every kind of write the API makes, as the API role: applications, endpoints (their
+    state row, the tenant's application trigger), messages (fan-out), headers, secrets, event
+    types, dead letters requeued, and deletes (soft for endpoints)."""
+    from tests.api_support import running_api
+
+    admin_store = await Store.connect(roles.dsn_of(roles.admin_name), max_size=1)
+    try:
+        token = (await tokens.create_token(admin_store, "admin")).token
+    finally:
+        await admin_store.close()
+    async with running_api(roles.dsn_of(roles.api_name), admin=token) as api:
+        steps = [
+            ("POST", "/api/v1/app", {"name": "Acme", "uid": "acme"}, 201),
+            ("POST", "/api/v1/event-type", {"name": "e.x", "description": ""}, 201),
+            ("POST", "/api/v1/app/acme/endpoint", {"url": "https://example.com/a", "uid": "a",
+                                                   "headers": {"X-A": "1"}}, 201),
+            ("POST", "/api/v1/app/acme/msg", {"eventType": "e.x", "payload": {}}, 202),
+            ("GET", "/api/v1/app/acme/msg", None, 200),
+            ("GET", "/api/v1/app/acme/attempt/endpoint/a", None, 200),
+            ("PATCH", "/api/v1/app/acme/endpoint/a", {"description": "d"}, 200),
+            ("PATCH", "/api/v1/app/acme/endpoint/a/headers", {"headers": {"X-B": "2"}}, 204),
+            ("POST", "/api/v1/app/acme/endpoint/a/secret/rotate", {}, 200),
+            ("POST", "/api/v1/app/acme/endpoint/a/disable", {"reason": "r"}, 200),
+            ("POST", "/api/v1/app/acme/endpoint/a/enable", {}, 200),
+            ("POST", "/api/v1/app/acme/endpoint/a/pause", {"durationSeconds": 5}, 200),
+            ("POST", "/api/v1/app/acme/endpoint/a/resume", {}, 200),
+            ("POST", "/api/v1/app/acme/dead-letter/requeue", {"all": True}, 200),
+            ("GET", "/api/v1/app/acme/endpoint/a/stats", None, 200),
+            ("DELETE", "/api/v1/app/acme/endpoint/a", None, 204),
+            ("DELETE", "/api/v1/event-type/e.x?expunge=true", None, 204),
+            ("DELETE", "/api/v1/app/acme", None, 204),
+        ]  # fmt: skip
+        for method, path, body, status in steps:
+            reply = await api.call(method, path, body)
+            assert reply.status == status, (method, path, reply.body)

@@ -154,10 +154,14 @@ async def test_an_ed25519_endpoint_shows_only_its_public_key(api: ApiUnderTest) 
 async def test_headers_hide_sensitive_values_and_patch_merges(api: ApiUnderTest) -> None:
     await make_app(api, "acme")
     made = await make_endpoint(
-        api, "acme", "https://example.com/a", headers={"Authorization": "Bearer s3", "X-A": "1"}
-    )
+        api, "acme", "https://example.com/a",
+        headers={"Authorization": "Bearer s3", "X-A": "1", "X-Shop-Token": "t0k"},
+    )  # fmt: skip
     path = f"/api/v1/app/acme/endpoint/{made['id']}/headers"
-    assert (await api.get(path)).body == {"headers": {"X-A": "1"}, "sensitive": ["Authorization"]}
+    assert (await api.get(path)).body == {
+        "headers": {"X-A": "1"}, "sensitive": ["Authorization", "X-Shop-Token"],
+    }  # fmt: skip
+    await api.call("PATCH", path, {"headers": {"X-Shop-Token": None}})
     patched = await api.call("PATCH", path, {"headers": {"x-a": "2", "X-B": "3"}})
     assert patched.status == 204
     assert (await api.get(path)).body["headers"] == {"x-a": "2", "X-B": "3"}
