@@ -66,6 +66,9 @@ async def test_api_process_notifies_ready_serves_and_stops_on_sigterm(
                 assert health.status == 204
             async with session.get(url + "/api/v1/openapi.json", headers=headers) as doc:
                 assert (await doc.json())["openapi"] == "3.1.0"
+            async with session.get(url + "/api/v1/app/nope", headers=headers) as missing:
+                assert missing.status == 404
+                request_id = missing.headers["X-Request-Id"]
         # The synchronous client exactly as Svix documents it, against the real process.
         listed = await asyncio.to_thread(_with_sync_sdk, token, f"http://127.0.0.1:{port}")
         assert listed == ["https://example.com/hook"]
@@ -77,6 +80,11 @@ async def test_api_process_notifies_ready_serves_and_stops_on_sigterm(
             await proc.wait()
         notify.close()
     assert proc.returncode == 0, err.decode()
-    events = [orjson.loads(line)["event"] for line in out.splitlines() if line.startswith(b"{")]
+    lines = [orjson.loads(line) for line in out.splitlines() if line.startswith(b"{")]
+    events = [line["event"] for line in lines]
     assert "api.started" in events and events[-1] == "api.stopped"
+    [refusal] = [line for line in lines if line.get("request_id") == request_id]
+    assert (refusal["event"], refusal["status"], refusal["route"]) == (
+        "api.request", 404, "/api/v1/app/{app_id}",
+    )  # fmt: skip
     assert b"Traceback" not in out + err and token.encode() not in out + err

@@ -157,3 +157,25 @@ async def test_metrics_count_requests_by_route_template_and_failed_authenticatio
         text
     )
     assert 'webhookd_api_auth_failures_total{reason="unknown"} 0.0' in text
+
+
+async def test_failed_authentications_get_429_and_are_counted(db_dsn: str) -> None:
+    from daemon.ratelimit import Rate
+    from tests.api_support import running_api
+
+    async with running_api(db_dsn, api={"auth_failures": Rate(3, 60)}) as limited:
+        bad = "whk_0123456789abcdef_" + "B" * 43
+        statuses = [(await limited.get("/api/v1/app", token=bad)).status for _ in range(3)]
+        assert statuses == [401, 401, 401]
+        refused = await limited.get("/api/v1/app", token=bad)
+        assert (refused.status, refused.body["code"]) == (429, "rate_limited")
+        assert refused.headers["Retry-After"] == "20"
+        # the valid token from the same address is refused too until the bucket refills
+        assert (await limited.get("/api/v1/app")).status == 429
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(limited.metrics_url) as response,
+        ):
+            text = await response.text()
+    assert 'webhookd_api_auth_failures_total{reason="unknown"} 3.0' in text
+    assert 'webhookd_api_auth_failures_total{reason="rate_limited"} 2.0' in text
