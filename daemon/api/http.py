@@ -23,7 +23,7 @@ from aiohttp import web
 from daemon.api.auth import Authenticator, Principal
 from daemon.api.batch import MessageWriter
 from daemon.api.cache import LookupCache
-from daemon.api.errors import ApiError, forbidden
+from daemon.api.errors import ApiError, forbidden, not_found
 from daemon.api.metrics import ApiMetrics
 from daemon.config import Config
 from daemon.errors import DatabaseUnavailable
@@ -101,6 +101,8 @@ def guarded(handler: Handler, access: str) -> Handler:
             raise forbidden("this token may only read (scope read)")
         if access == ADMIN and principal.app_id is not None:
             raise forbidden("this token is limited to one application")
+        if any("\0" in value for value in request.match_info.values()):
+            raise not_found("resource")  # no id holds a NUL (PostgreSQL text cannot)
         request[_PRINCIPAL] = principal
         return await handler(request)
 

@@ -37,7 +37,19 @@ async def json_body(request: web.Request) -> Body:
         raise invalid(["body"], f"not JSON: {exc}", "value_error.jsondecode") from None
     if not isinstance(data, dict):
         raise invalid(["body"], "must be a JSON object", "type_error.dict")
+    if b"\\u0000" in raw and _has_nul(data):  # cheap test first: the escape is in the bytes
+        raise invalid(["body"], "must not contain \\u0000 (PostgreSQL cannot store it)")
     return Body(data, ("body",))
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, dict):
+        return any("\0" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class Body:

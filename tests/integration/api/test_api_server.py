@@ -179,3 +179,24 @@ async def test_failed_authentications_get_429_and_are_counted(db_dsn: str) -> No
             text = await response.text()
     assert 'webhookd_api_auth_failures_total{reason="unknown"} 3.0' in text
     assert 'webhookd_api_auth_failures_total{reason="rate_limited"} 2.0' in text
+
+
+async def test_nul_characters_are_refused_not_a_server_error(api: ApiUnderTest) -> None:
+    """PostgreSQL text and jsonb cannot hold U+0000: such ids are not found, such bodies 422."""
+    created = await api.post("/api/v1/app", {"name": "Acme", "uid": "acme"})
+    assert created.status == 201
+    for path in ("/api/v1/app/a%00b", "/api/v1/app/acme/endpoint/x%00",
+                 "/api/v1/app/acme/msg/x%00", "/api/v1/event-type/x%00"):  # fmt: skip
+        reply = await api.get(path)
+        assert (reply.status, reply.body["code"]) == (404, "not_found"), path
+    for path, body in (
+        ("/api/v1/app/acme/msg", {"eventType": "e", "payload": {"a": "x\u0000y"}}),
+        ("/api/v1/app", {"name": "n", "metadata": {"k\u0000": "v"}}),
+        ("/api/v1/event-type", {"name": "z", "description": "", "schemas": {"1": {"a": ["\0"]}}}),
+    ):
+        reply = await api.post(path, body)
+        assert reply.status == 422 and reply.body["detail"][0]["loc"] == ["body"], path
+    literal = await api.post(
+        "/api/v1/app/acme/msg", {"eventType": "e", "payload": {"text": "\\u0000 is fine"}}
+    )
+    assert literal.status == 202
