@@ -13,9 +13,7 @@ import orjson
 if TYPE_CHECKING:
     from daemon.store import Record
 
-# Svix's MessageStatus: 0 success, 1 pending, 2 fail, 3 sending. `held` (a delivery waiting
-# behind an earlier one of its ordering key) is pending to a client.
-MESSAGE_STATUS: Final = {"delivered": 0, "pending": 1, "held": 1, "failed": 2, "delivering": 3}
+# Svix's MessageStatus of an attempt: 0 success, 2 fail (an attempt is recorded once finished).
 STATUS_TEXT: Final = {0: "success", 1: "pending", 2: "fail", 3: "sending"}
 # Ids webhookd makes (the outbox default, or one derived from an idempotency key); any other
 # msg_id was chosen by whoever sent the message, which is what Svix calls its eventId.

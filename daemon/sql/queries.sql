@@ -858,12 +858,16 @@ WHERE id = $1 AND deleted_at IS NULL
 RETURNING id;
 
 -- name: api_endpoint_stats
--- Svix's endpoint figures: deliveries waiting and in flight now, dead letters and successful
--- attempts in [$2, $3) (NULL: unbounded). Each is a count over a partial index.
+-- Svix's endpoint figures: deliveries waiting (pending, or held behind an earlier one of their
+-- ordering key) and in flight now, dead letters and successful attempts in [$2, $3) (NULL:
+-- unbounded). Each is a count over a partial index (held rows always have an ordering key,
+-- which lets deliveries_ordering_idx serve them).
 -- params: endpoint_id, since, until
 SELECT
     (SELECT count(*) FROM webhookd.deliveries
-     WHERE endpoint_id = $1 AND status = 'pending') AS pending,
+     WHERE endpoint_id = $1 AND status = 'pending')
+  + (SELECT count(*) FROM webhookd.deliveries
+     WHERE endpoint_id = $1 AND status = 'held' AND ordering_key IS NOT NULL) AS pending,
     (SELECT count(*) FROM webhookd.deliveries
      WHERE endpoint_id = $1 AND status = 'delivering') AS sending,
     (SELECT count(*) FROM webhookd.deliveries
