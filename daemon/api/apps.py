@@ -30,16 +30,16 @@ async def list_apps(request: web.Request) -> web.Response:
     api = api_of(request)
     limit = pages.limit_of(request)
     order = Query(request).choice("order", ("ascending", "descending"))
+    back = pages.backwards(request)
     rows = await api.store.fetch(
         "api_app_list",
         app_id=principal_of(request).app_id,
         after_seq=pages.seq_cursor(request),
-        descending=order == "descending",
+        descending=(order == "descending") != back,
         limit=limit + 1,
     )
-    return json_response(
-        pages.page(rows, limit, lambda r: pages.encode_seq(r["seq"]), views.app_out)
-    )
+    cursor = lambda r: pages.encode_seq(r["seq"])  # noqa: E731
+    return json_response(pages.page(rows, limit, cursor, views.app_out, back))
 
 
 def _uid(body: Body) -> str | None:

@@ -22,13 +22,9 @@ if TYPE_CHECKING:
 STATUSES = ("0", "1", "2", "3", "4")
 
 
-def _page(rows: list[Any], limit: int) -> dict[str, Any]:
-    return pages.page(
-        rows,
-        limit,
-        lambda r: pages.encode_time(r["started_at"], r["id"]),
-        views.attempt_out,
-    )
+def _page(rows: list[Any], limit: int, back: bool = False) -> dict[str, Any]:
+    cursor = lambda r: pages.encode_time(r["started_at"], r["id"])  # noqa: E731
+    return pages.page(rows, limit, cursor, views.attempt_out, back)
 
 
 async def by_endpoint(request: web.Request) -> web.Response:
@@ -36,21 +32,20 @@ async def by_endpoint(request: web.Request) -> web.Response:
     endpoint = await endpoint_of(request, app)
     query = Query(request)
     limit = pages.limit_of(request)
-    cursor = pages.time_cursor(request)
+    suffix, position = pages.time_position(request)
     status = query.choice("status", STATUSES)
     if status in ("1", "3", "4"):  # attempts are recorded once finished: never pending
         return json_response(_page([], limit))
     rows = await api_of(request).store.fetch(
-        "api_attempts_by_endpoint",
+        "api_attempts_by_endpoint" + suffix,
         endpoint_id=endpoint["id"],
-        before_at=None if cursor is None else cursor.at,
-        before_id=None if cursor is None else cursor.number,
+        **position,
         after=query.when("after"),
         before=query.when("before"),
         succeeded=None if status is None else status == "0",
         limit=limit + 1,
     )
-    return json_response(_page(rows, limit))
+    return json_response(_page(rows, limit, bool(suffix)))
 
 
 async def by_message(request: web.Request) -> web.Response:
@@ -58,7 +53,7 @@ async def by_message(request: web.Request) -> web.Response:
     message = await message_of(request, app)
     query = Query(request)
     limit = pages.limit_of(request)
-    cursor = pages.time_cursor(request)
+    suffix, position = pages.time_position(request)
     endpoint_ref = query.string("endpoint_id")
     endpoint_id = None
     if endpoint_ref is not None:
@@ -72,15 +67,14 @@ async def by_message(request: web.Request) -> web.Response:
     if status in ("1", "3", "4"):
         return json_response(_page([], limit))
     rows = await api_of(request).store.fetch(
-        "api_attempts_by_message",
+        "api_attempts_by_message" + suffix,
         message_id=message["id"],
         endpoint_id=endpoint_id,
-        before_at=None if cursor is None else cursor.at,
-        before_id=None if cursor is None else cursor.number,
+        **position,
         succeeded=None if status is None else status == "0",
         limit=limit + 1,
     )
-    return json_response(_page(rows, limit))
+    return json_response(_page(rows, limit, bool(suffix)))
 
 
 async def resend(request: web.Request) -> web.Response:

@@ -37,21 +37,17 @@ def dead_letter_out(rec: Record) -> dict[str, Any]:
 async def _list(request: web.Request, endpoint_ids: list[str]) -> web.Response:
     query = Query(request)
     limit = pages.limit_of(request)
-    cursor = pages.time_cursor(request)
+    suffix, position = pages.time_position(request)
     rows = await api_of(request).store.fetch(
-        "api_dead_letters",
+        "api_dead_letters" + suffix,
         endpoint_ids=endpoint_ids,
         since=query.when("since"),
         until=query.when("until"),
-        before_at=None if cursor is None else cursor.at,
-        before_id=None if cursor is None else cursor.number,
+        **position,
         limit=limit + 1,
     )
-    return json_response(
-        pages.page(
-            rows, limit, lambda r: pages.encode_time(r["updated_at"], r["id"]), dead_letter_out
-        )
-    )
+    cursor = lambda r: pages.encode_time(r["updated_at"], r["id"])  # noqa: E731
+    return json_response(pages.page(rows, limit, cursor, dead_letter_out, bool(suffix)))
 
 
 async def _endpoint_ids(request: web.Request, app: Record) -> list[str]:

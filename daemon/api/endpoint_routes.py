@@ -43,16 +43,17 @@ async def list_endpoints(request: web.Request) -> web.Response:
     limit = pages.limit_of(request)
     order = Query(request).choice("order", ("ascending", "descending"))
     after = pages.time_cursor(request)
+    back = pages.backwards(request)
     rows = await api_of(request).store.fetch(
         "api_endpoint_list",
         tenant_id=app["tenant_id"],
         after_at=None if after is None else after.at,
         after_id=None if after is None else after.id,
-        descending=order == "descending",
+        descending=(order == "descending") != back,
         limit=limit + 1,
     )
     cursor = lambda r: pages.encode_time(r["created_at"], r["id"])  # noqa: E731
-    return json_response(pages.page(rows, limit, cursor, views.endpoint_out))
+    return json_response(pages.page(rows, limit, cursor, views.endpoint_out, back))
 
 
 def _limits(spec: EndpointSpec) -> dict[str, Any]:

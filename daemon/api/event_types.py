@@ -24,11 +24,12 @@ async def list_event_types(request: web.Request) -> web.Response:
     limit = pages.limit_of(request)
     order = query.choice("order", ("ascending", "descending"))
     with_content = query.boolean("with_content", True)
+    back = pages.backwards(request)
     rows = await api_of(request).store.fetch(
         "api_event_type_list",
         include_archived=query.boolean("include_archived", False),
         after_name=pages.name_cursor(request),
-        descending=order == "descending",
+        descending=(order == "descending") != back,
         limit=limit + 1,
     )
 
@@ -36,7 +37,8 @@ async def list_event_types(request: web.Request) -> web.Response:
         out = views.event_type_out(row)
         return out if with_content else out | {"schemas": None}
 
-    return json_response(pages.page(rows, limit, lambda r: pages.encode_name(r["name"]), view))
+    cursor = lambda r: pages.encode_name(r["name"])  # noqa: E731
+    return json_response(pages.page(rows, limit, cursor, view, back))
 
 
 def _fields(body: Body, current: Record | None, *, partial: bool) -> dict[str, Any]:

@@ -175,13 +175,12 @@ async def list_messages(request: web.Request) -> web.Response:
         if query.string(unsupported) is not None:
             raise query.fail(unsupported, f"filtering by {unsupported} is not supported")
     limit = pages.limit_of(request)
-    cursor = pages.time_cursor(request)
+    suffix, position = pages.time_position(request)
     with_content = query.boolean("with_content", True)
     rows = await api_of(request).store.fetch(
-        "api_message_list",
+        "api_message_list" + suffix,
         tenant_id=app["tenant_id"],
-        before_at=None if cursor is None else cursor.at,
-        before_id=None if cursor is None else cursor.number,
+        **position,
         event_types=query.strings("event_types", EVENT_TYPE),
         after=query.when("after"),
         before=query.when("before"),
@@ -193,6 +192,7 @@ async def list_messages(request: web.Request) -> web.Response:
             limit,
             lambda r: pages.encode_time(r["created_at"], r["id"]),
             lambda r: views.message_out(r, with_content=with_content),
+            bool(suffix),
         )
     )
 

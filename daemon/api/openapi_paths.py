@@ -39,7 +39,9 @@ LIMIT: Final = query(
     "limit", {"type": "integer", "minimum": 1, "maximum": 250}, "Items per page (default 50)"
 )
 ITERATOR: Final = query(
-    "iterator", {"type": "string", "maxLength": 100}, "The iterator a previous page returned"
+    "iterator",
+    {"type": "string", "maxLength": 1024},
+    "The iterator a previous page returned (its prevIterator, `-...`: the page before)",
 )
 ORDER: Final = query("order", {"type": "string", "enum": ["ascending", "descending"]}, "Sort order")
 BEFORE: Final = query(

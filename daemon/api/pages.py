@@ -4,8 +4,8 @@
 Iterators are keyset cursors on indexed columns, so a page costs the same however deep it is:
 `s<seq>` (applications), `t<microseconds>_<id>` (messages, attempts, endpoints, dead letters:
 a time and a tie-breaking id) and `n<base64url name>` (event types). They are opaque to
-clients. Going backwards (Svix's `-` prefixed prevIterator) is not offered: prevIterator is
-always null.
+clients. As Svix, `prevIterator` is the first item's cursor behind a `-`: given as `iterator`,
+it answers the page before (read backwards from the index, shown in the list's order).
 """
 
 from __future__ import annotations
@@ -57,9 +57,12 @@ def _iterator(request: web.Request) -> str | None:
     text = request.query.get("iterator")
     if text is None or text == "":
         return None
-    if text.startswith("-"):
-        raise invalid(["query", "iterator"], "backward iterators (prevIterator) are not supported")
-    return text
+    return text.removeprefix("-")
+
+
+def backwards(request: web.Request) -> bool:
+    """Whether the iterator is a prevIterator: the page before it is wanted."""
+    return request.query.get("iterator", "").startswith("-")
 
 
 def time_cursor(request: web.Request) -> TimeKey | None:
@@ -98,6 +101,18 @@ def name_cursor(request: web.Request) -> str | None:
         raise invalid(["query", "iterator"], "not an iterator returned by this list") from None
 
 
+def time_position(request: web.Request) -> tuple[str, dict[str, Any]]:
+    """For the lists ordered newest first by (time, numeric id): the query's suffix (`_back` for
+    a prevIterator) and its cursor parameters."""
+    key = time_cursor(request)
+    if backwards(request):
+        assert key is not None  # a `-` iterator is one
+        return "_back", {"after_at": key.at, "after_id": key.number}
+    if key is None:
+        return "", {"before_at": None, "before_id": None}
+    return "", {"before_at": key.at, "before_id": key.number}
+
+
 def encode_time(at: datetime, ident: int | str) -> str:
     micros = (at - _EPOCH) // timedelta(microseconds=1)
     return f"t{micros}_{ident}"
@@ -116,12 +131,16 @@ def page(
     limit: int,
     cursor: Callable[[Any], str],
     view: Callable[[Any], dict[str, Any]],
+    back: bool = False,
 ) -> dict[str, Any]:
-    """One page from `rows`, which the query fetched with LIMIT limit + 1."""
-    shown = rows[:limit]
+    """One page from `rows`, which the query fetched with LIMIT limit + 1 (in reverse order
+    when `back`: read towards the start of the list). `done`: nothing further that way."""
+    shown = list(rows[:limit])
+    if back:
+        shown.reverse()
     return {
         "data": [view(r) for r in shown],
         "iterator": cursor(shown[-1]) if shown else None,
-        "prevIterator": None,
+        "prevIterator": "-" + cursor(shown[0]) if shown else None,
         "done": len(rows) <= limit,
     }

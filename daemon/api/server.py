@@ -29,6 +29,7 @@ from daemon.store import Store, redact_dsn
 log = structlog.get_logger("webhookd.api")
 
 SHUTDOWN_GRACE_S: Final = 10.0  # requests in progress may finish for this long on SIGTERM
+MAX_LINE_BYTES: Final = 64 * 1024
 
 
 class ApiServer:
@@ -91,6 +92,9 @@ class ApiServer:
         self.runner = web.AppRunner(
             build_app(api), access_log=None, handle_signals=False,
             shutdown_timeout=SHUTDOWN_GRACE_S,
+            # A request line past aiohttp's 8 KiB is refused by its parser, in plain text,
+            # before any handler; this far, a bad query gets the API's own 422 instead.
+            max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES,
         )  # fmt: skip
         await self.runner.setup()
         self.port = await listen(self.runner, cfg.listen_host, cfg.listen_port, "api.listen")

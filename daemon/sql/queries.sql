@@ -1083,3 +1083,82 @@ SELECT t, m, e, p::jsonb, d
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(t, m, e, p, d)
 ON CONFLICT DO NOTHING
 RETURNING id, tenant_id, msg_id, event_type, payload::text AS payload, deliver_after, created_at;
+
+-- name: api_message_list_back
+-- api_message_list read the other way (a prevIterator): tenant $1's messages just after the
+-- cursor ($2, $3), oldest first; the caller shows them newest first.
+-- params: tenant_id, after_at, after_id, event_types, after, before, limit
+SELECT * FROM (
+    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
+            o.created_at
+     FROM webhookd.outbox o
+     WHERE o.endpoint_id IS NULL AND coalesce(o.tenant_id, 'default') = $1
+       AND (o.created_at, o.id) > ($2, $3::bigint)
+       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+       AND ($5::timestamptz IS NULL OR o.created_at > $5)
+       AND ($6::timestamptz IS NULL OR o.created_at < $6)
+     ORDER BY o.created_at, o.id
+     LIMIT $7)
+    UNION ALL
+    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
+            o.created_at
+     FROM webhookd.outbox o
+     WHERE o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1)
+       AND (o.created_at, o.id) > ($2, $3::bigint)
+       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+       AND ($5::timestamptz IS NULL OR o.created_at > $5)
+       AND ($6::timestamptz IS NULL OR o.created_at < $6)
+     ORDER BY o.created_at, o.id
+     LIMIT $7)
+) m
+ORDER BY m.created_at, m.id
+LIMIT $7;
+
+-- name: api_attempts_by_endpoint_back
+-- api_attempts_by_endpoint read the other way (a prevIterator): the attempts just after the
+-- cursor ($2, $3), oldest first.
+-- params: endpoint_id, after_at, after_id, after, before, succeeded, limit
+SELECT a.id, a.attempt, a.started_at, a.duration_ms, a.status_code, a.error_class, a.error,
+       a.response_body, a.endpoint_id, d.attempt_base, o.msg_id, e.url
+FROM webhookd.attempts a
+JOIN webhookd.deliveries d ON d.id = a.delivery_id
+JOIN webhookd.outbox o ON o.id = d.message_id
+JOIN webhookd.endpoints e ON e.id = a.endpoint_id
+WHERE a.endpoint_id = $1
+  AND (a.started_at, a.id) > ($2, $3::bigint)
+  AND ($4::timestamptz IS NULL OR a.started_at > $4)
+  AND ($5::timestamptz IS NULL OR a.started_at < $5)
+  AND ($6::boolean IS NULL OR (coalesce(a.status_code, 0) BETWEEN 200 AND 299) = $6)
+ORDER BY a.started_at, a.id
+LIMIT $7;
+
+-- name: api_attempts_by_message_back
+-- api_attempts_by_message read the other way (a prevIterator), oldest first.
+-- params: message_id, endpoint_id, after_at, after_id, succeeded, limit
+SELECT a.id, a.attempt, a.started_at, a.duration_ms, a.status_code, a.error_class, a.error,
+       a.response_body, d.endpoint_id, d.attempt_base, o.msg_id, e.url
+FROM webhookd.deliveries d
+JOIN webhookd.attempts a ON a.delivery_id = d.id
+JOIN webhookd.outbox o ON o.id = d.message_id
+JOIN webhookd.endpoints e ON e.id = d.endpoint_id
+WHERE d.message_id = $1
+  AND ($2::text IS NULL OR d.endpoint_id = $2)
+  AND (a.started_at, a.id) > ($3, $4::bigint)
+  AND ($5::boolean IS NULL OR (coalesce(a.status_code, 0) BETWEEN 200 AND 299) = $5)
+ORDER BY a.started_at, a.id
+LIMIT $6;
+
+-- name: api_dead_letters_back
+-- api_dead_letters read the other way (a prevIterator): failed just after the cursor, oldest
+-- first.
+-- params: endpoint_ids, since, until, after_at, after_id, limit
+SELECT d.id, d.endpoint_id, d.attempts, d.last_status_code, d.last_error, d.updated_at,
+       o.msg_id, o.event_type
+FROM webhookd.deliveries d
+JOIN webhookd.outbox o ON o.id = d.message_id
+WHERE d.status = 'failed' AND d.endpoint_id = ANY ($1::text[])
+  AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
+  AND ($3::timestamptz IS NULL OR d.updated_at < $3)
+  AND (d.updated_at, d.id) > ($4, $5::bigint)
+ORDER BY d.updated_at, d.id
+LIMIT $6;

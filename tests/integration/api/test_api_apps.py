@@ -18,7 +18,7 @@ async def test_create_get_by_id_or_uid_and_list(api: ApiUnderTest) -> None:
         assert got.status == 200 and got.body == acme
     listed = await api.get("/api/v1/app")
     assert [a["name"] for a in listed.body["data"]] == ["Acme Inc", "Plain"]
-    assert listed.body["done"] is True and listed.body["prevIterator"] is None
+    assert listed.body["done"] is True and listed.body["prevIterator"] == "-s1"
     backwards = await api.get("/api/v1/app?order=descending")
     assert [a["name"] for a in backwards.body["data"]] == ["Plain", "Acme Inc"]
 
@@ -130,7 +130,15 @@ async def test_pages_of_applications_follow_the_iterator(api: ApiUnderTest) -> N
         if reply.body["done"]:
             break
     assert seen == [f"app-{n}" for n in range(7)]
-    for bad in ("limit=0", "limit=251", "limit=x", "iterator=zzz", "iterator=-s1"):
+    # prevIterator: the page before, in the list's order
+    second = await api.get(
+        f"/api/v1/app?limit=3&iterator={(await api.get('/api/v1/app?limit=3')).body['iterator']}"
+    )
+    assert [a["uid"] for a in second.body["data"]] == ["app-3", "app-4", "app-5"]
+    first = await api.get(f"/api/v1/app?limit=3&iterator={second.body['prevIterator']}")
+    assert [a["uid"] for a in first.body["data"]] == ["app-0", "app-1", "app-2"]
+    assert first.body["done"] is True and first.body["prevIterator"] == "-s1"
+    for bad in ("limit=0", "limit=251", "limit=x", "iterator=zzz", "iterator=-", "iterator=-t1"):
         reply = await api.get(f"/api/v1/app?{bad}")
         assert reply.status == 422, bad
         assert reply.body["detail"][0]["loc"][0] == "query"

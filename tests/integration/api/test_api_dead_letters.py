@@ -40,6 +40,14 @@ async def test_dead_letters_are_listed_and_requeued_by_message_window_or_all(
         assert all(d["lastStatusCode"] == 503 and d["attempts"] == 1 for d in dead)
         of_one = await api.get("/api/v1/app/acme/endpoint/down/dead-letter?limit=2")
         assert len(of_one.body["data"]) == 2 and of_one.body["done"] is False
+        rest_of_one = await api.get(
+            f"/api/v1/app/acme/endpoint/down/dead-letter?limit=2&iterator={of_one.body['iterator']}"
+        )
+        back = await api.get(
+            "/api/v1/app/acme/endpoint/down/dead-letter?limit=2"
+            f"&iterator={rest_of_one.body['prevIterator']}"
+        )
+        assert back.body["data"] == of_one.body["data"]
         state = await api.get("/api/v1/app/acme/endpoint/down/state")
         assert state.body["consecutiveFailures"] >= 3 and state.body["failingSince"] is not None
 

@@ -140,6 +140,10 @@ async def test_list_filters_pages_and_content(api: ApiUnderTest) -> None:
         seen += [m["id"] for m in reply.body["data"]]
         iterator, done = reply.body["iterator"], reply.body["done"]
     assert seen == [m["id"] for m in reversed(made)]
+    page_one = await api.get("/api/v1/app/acme/msg?limit=3")
+    page_two = await api.get(f"/api/v1/app/acme/msg?limit=3&iterator={page_one.body['iterator']}")
+    back = await api.get(f"/api/v1/app/acme/msg?limit=3&iterator={page_two.body['prevIterator']}")
+    assert back.body["data"] == page_one.body["data"] and back.body["done"] is True
     only = await api.get("/api/v1/app/acme/msg?event_types=a.b")
     assert [m["payload"]["n"] for m in only.body["data"]] == [5, 3, 1]
     both = await api.get("/api/v1/app/acme/msg?event_types=a.b&event_types=c.d&with_content=false")
@@ -197,5 +201,16 @@ async def test_attempts_by_message_and_endpoint_and_resend(
         await wait_until(four, 10, "the resent attempt recorded")
         latest = (await api.get("/api/v1/app/acme/attempt/endpoint/flaky?limit=1")).body
         assert latest["data"][0]["triggerType"] == 1 and latest["done"] is False
+        older = await api.get(
+            f"/api/v1/app/acme/attempt/endpoint/flaky?limit=1&iterator={latest['iterator']}"
+        )
+        newer = await api.get(
+            f"/api/v1/app/acme/attempt/endpoint/flaky?limit=1&iterator={older.body['prevIterator']}"
+        )
+        assert newer.body["data"] == latest["data"]
+        by_msg_back = await api.get(
+            f"/api/v1/app/acme/attempt/msg/{msg['id']}?limit=5&iterator={older.body['prevIterator']}"
+        )
+        assert by_msg_back.status == 200
     missing = await api.post(f"/api/v1/app/acme/msg/{msg['id']}/endpoint/nope/resend")
     assert missing.status == 404
