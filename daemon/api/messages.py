@@ -50,7 +50,7 @@ async def message_row(store: Store | Tx, message_id: int) -> Record:
 async def example_payload(store: Store, event_type: str, index: int) -> Any:
     """`examples[index]` of the event type's latest schema, else `{}`."""
     row = await store.fetchrow("api_event_type_schemas", name=event_type)
-    schema = schemas.latest(views._json(row["schemas"])) if row is not None else None
+    schema = schemas.latest(views.json_value(row["schemas"])) if row is not None else None
     examples = (schema or {}).get("examples")
     if isinstance(examples, list) and 0 <= index < len(examples):
         return examples[index]
@@ -124,7 +124,7 @@ async def create_message(request: web.Request) -> web.Response:
     if key is not None and not _KEY.fullmatch(key):
         raise invalid(["header", "idempotency-key"], "must be 1 to 256 visible ASCII characters")
     payload, text = _payload_text(body, api.config.delivery.max_payload_bytes)
-    schema = schemas.latest(views._json(event_schemas))
+    schema = schemas.latest(views.json_value(event_schemas))
     if schema is not None:
         schemas.validate_payload(schema, payload)
     msg_id = msg_id_for(event_id if isinstance(event_id, str) else None, key) or _generated()

@@ -20,7 +20,8 @@ STATUS_TEXT: Final = {0: "success", 1: "pending", 2: "fail", 3: "sending"}
 GENERATED_MSG_ID: Final = re.compile(r"msg_[0-9a-f]{32}")
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A jsonb column as asyncpg gives it (text) as a Python value."""
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
@@ -29,7 +30,7 @@ def app_out(rec: Record) -> dict[str, Any]:
         "id": rec["id"],
         "uid": rec["uid"],
         "name": rec["name"],
-        "metadata": _json(rec["metadata"]),
+        "metadata": json_value(rec["metadata"]),
         "throttleRate": None,
         "createdAt": rec["created_at"],
         "updatedAt": rec["updated_at"],
@@ -50,7 +51,7 @@ def endpoint_out(rec: Record) -> dict[str, Any]:
         "uid": rec["uid"],
         "url": rec["url"],
         "description": rec["description"],
-        "metadata": _json(rec["metadata"]),
+        "metadata": json_value(rec["metadata"]),
         "disabled": not rec["enabled"],
         "eventTypes": event_types,
         "filterTypes": event_types,
@@ -119,7 +120,7 @@ def event_type_out(rec: Record) -> dict[str, Any]:
         "description": rec["description"],
         "archived": rec["archived"],
         "deprecated": rec["deprecated"],
-        "schemas": _json(rec["schemas"]),
+        "schemas": json_value(rec["schemas"]),
         "groupName": rec["group_name"],
         "featureFlags": None if rec["feature_flags"] is None else list(rec["feature_flags"]),
         "createdAt": rec["created_at"],
