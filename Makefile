@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PROFILE_ARGS ?=
 
-.PHONY: venv run db-status db-stop test lint fmt clean bench profile demo docs
+.PHONY: venv run api db-status db-stop test lint fmt clean bench profile demo docs
 
 venv: $(STAMP)
 
@@ -29,6 +29,12 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 
 run: venv
 	$(BIN)/webhookd run --migrate $(ARGS)
+
+# The management HTTP API (docs/api.md) on 127.0.0.1:8071, against the same database as `run`
+# (the embedded one unless a URL is configured). Make a token first:
+#   .venv/bin/webhookd api-token create --scope admin
+api: venv
+	$(BIN)/webhookd api --migrate $(ARGS)
 
 # The embedded PostgreSQL that `make run` starts outlives the daemon, so the next run connects at
 # once; these show and stop it (its data is kept). Give the same ARGS='--config ...' as to `run`.

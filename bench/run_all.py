@@ -34,6 +34,7 @@ BENCHES = [
     "endpoints",
     "import",
     "operator_queries",
+    "api",
 ]
 TIMEOUT_S = 20 * 60  # per benchmark; each bounds its own workload well below this
 

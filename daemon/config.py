@@ -33,6 +33,7 @@ from daemon.units import (
     MAX_SCHEDULE_ENTRIES,
     MAX_SIZE_BYTES,
     MAX_TIMEOUT_S,
+    Rate,
     check_duration,
     check_schedule,
     format_duration,
@@ -51,7 +52,6 @@ OTHER_VARIABLES = frozenset(
     {
         "WEBHOOKD_CONFIG",  # the --config default
         "WEBHOOKD_SECRET_KEYS",  # secrets at rest: kept out of files and output
-        "WEBHOOKD_API_LISTEN",  # `webhookd api`
         "WEBHOOKD_TEST_DATABASE_URL",  # the test suite's server
         "WEBHOOKD_BENCH_DATABASE_URL",  # bench/
         "WEBHOOKD_BENCH_SMOKE",  # bench/, in the test suite
@@ -201,6 +201,20 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """[api]: `webhookd api`, the management HTTP API: where it listens, its own /metrics,
+    and how it treats clients that fail to authenticate."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8071
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9465
+    token_cache_s: float = 5.0  # how long a checked token is trusted without a lookup
+    auth_failures: Rate = field(default_factory=lambda: Rate(30.0, 60.0))  # per client address
+    trust_forwarded_for: bool = False  # client address = last X-Forwarded-For entry
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; Config() is the default one."""
 
@@ -214,6 +228,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
 
     def with_overrides(self, **sections: Mapping[str, Any]) -> Config:
         """A copy with some fields replaced: cfg.with_overrides(delivery={"timeout_s": 0.5})."""
@@ -474,6 +489,30 @@ def _format_listen(metrics: MetricsConfig) -> str:
     return f"[{host}]:{metrics.listen_port}" if ":" in host else f"{host}:{metrics.listen_port}"
 
 
+def _api_listen(prefix: str) -> _Key:
+    """[api] holds two addresses: `listen` and `metrics_listen`, parsed as metrics.listen is."""
+
+    def parse(raw: object) -> dict[str, Any]:
+        parsed = _listen(raw)
+        return {f"{prefix}_host": parsed["listen_host"], f"{prefix}_port": parsed["listen_port"]}
+
+    def show(api: ApiConfig) -> str:
+        host, port = getattr(api, f"{prefix}_host"), getattr(api, f"{prefix}_port")
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    return _Key(parse, show)
+
+
+def _rate(raw: object) -> Rate:
+    """'30/min', '1/s': a count of events over a period (not empty)."""
+    try:
+        if isinstance(raw, str):
+            return parse_rate(raw)
+    except ValueError:
+        pass
+    raise ValueError(f"must be a rate like '30/min' or '1/s', got {raw!r}")
+
+
 # --- the key table: TOML key -> dataclass field(s), and back to human units -------------------
 
 
@@ -585,6 +624,13 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
         "prune_interval": _one("prune_interval_s", _duration(1.0, 30 * DAY_S), format_duration),
         "include_failed": _one("include_failed", _boolean),
         "batch_size": _one("batch_size", _integer(1, 100_000)),
+    }),
+    "api": (ApiConfig, {
+        "listen": _api_listen("listen"),
+        "metrics_listen": _api_listen("metrics"),
+        "token_cache": _one("token_cache_s", _duration(0, HOUR_S), format_duration),
+        "auth_failures": _one("auth_failures", _rate, str),
+        "trust_forwarded_for": _one("trust_forwarded_for", _boolean),
     }),
 }  # fmt: skip
 

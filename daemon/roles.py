@@ -1,4 +1,5 @@
-"""The least-privilege GRANTs (`sql/roles.sql`) with the application's and daemon's role names."""
+"""The least-privilege GRANTs (`sql/roles.sql`) with the application's, daemon's and API's role
+names."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from daemon.errors import ConfigError
 
 DEFAULT_APP_ROLE = "webhookd_app"
 DEFAULT_DAEMON_ROLE = "webhookd_daemon"
+DEFAULT_API_ROLE = "webhookd_api"
 
 
 def quote_ident(name: str) -> str:
@@ -15,12 +17,17 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def roles_sql(app_role: str = DEFAULT_APP_ROLE, daemon_role: str = DEFAULT_DAEMON_ROLE) -> str:
-    """roles.sql with the psql variables :"app_role" and :"daemon_role" filled in."""
-    for option, name in (("--app-role", app_role), ("--daemon-role", daemon_role)):
+def roles_sql(
+    app_role: str = DEFAULT_APP_ROLE,
+    daemon_role: str = DEFAULT_DAEMON_ROLE,
+    api_role: str = DEFAULT_API_ROLE,
+) -> str:
+    """roles.sql with the psql variables :"app_role", :"daemon_role" and :"api_role" filled in."""
+    named = (("--app-role", app_role), ("--daemon-role", daemon_role), ("--api-role", api_role))
+    for option, name in named:
         if not name or "\0" in name or len(name.encode()) > 63:
             raise ConfigError(option, "must be a role name of 1 to 63 bytes")
     text = resources.files("daemon.sql").joinpath("roles.sql").read_text("utf-8")
-    return text.replace(':"app_role"', quote_ident(app_role)).replace(
-        ':"daemon_role"', quote_ident(daemon_role)
-    )
+    for variable, name in (("app_role", app_role), ("daemon_role", daemon_role)):
+        text = text.replace(f':"{variable}"', quote_ident(name))
+    return text.replace(':"api_role"', quote_ident(api_role))

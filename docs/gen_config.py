@@ -74,6 +74,15 @@ MEANINGS: dict[str, str] = {
     "retention.prune_interval": "how often the daemon prunes",
     "retention.include_failed": "also prune messages with dead-lettered deliveries",
     "retention.batch_size": "messages (or attempts) per prune transaction",
+    "api.listen": "`webhookd api`: host:port of the HTTP API ([api.md](api.md)); "
+    "TLS is a reverse proxy's job",
+    "api.metrics_listen": "`webhookd api`'s own `/metrics`, `/healthz` and `/readyz`",
+    "api.token_cache": "a checked token is trusted this long (a revocation takes as long); "
+    "0: look every request's token up",
+    "api.auth_failures": "failed authentications allowed per client address (a token "
+    "bucket of that size); past it: 429 with Retry-After",
+    "api.trust_forwarded_for": "the client address is the last `X-Forwarded-For` entry "
+    "(behind a reverse proxy that sets it)",
 }
 
 

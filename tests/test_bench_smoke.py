@@ -28,6 +28,7 @@ ALL = [
     "peer_pgqueuer",
     "endpoints",
     "operator_queries",
+    "api",
 ]
 NEEDS_NO_DATABASE = {"http_ceiling", "log_event"}
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from daemon import __version__
 from daemon.cli import (
+    api_cmds,
     demo_cmds,
     embedded_cmds,
     endpoint_cmds,
@@ -39,6 +40,7 @@ COMMAND_MODULES = (
     replay_cmds,
     demo_cmds,
     retention_cmds,
+    api_cmds,
 )
 
 
@@ -68,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config, os.environ)
         # The daemon logs to stdout (journald, docker logs); admin commands keep stdout for
         # their own output and log to stderr.
-        stream = sys.stdout if args.command == "run" else sys.stderr
+        stream = sys.stdout if args.command in ("run", "api") else sys.stderr
         configure_logging(config.log.level, config.log.format, stream)
         _warn_unknown_variables()
         return _run_async(args.handler(args, config))

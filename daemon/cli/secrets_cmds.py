@@ -32,6 +32,7 @@ def register(sub: Any, common: Parser) -> None:
     )
     grants.add_argument("--app-role", default=roles.DEFAULT_APP_ROLE, help="the enqueueing role")
     grants.add_argument("--daemon-role", default=roles.DEFAULT_DAEMON_ROLE, help="runs the daemon")
+    grants.add_argument("--api-role", default=roles.DEFAULT_API_ROLE, help="runs `webhookd api`")
     grants.set_defaults(handler=cmd_roles_sql)
 
 
@@ -56,5 +57,5 @@ async def cmd_secrets(args: argparse.Namespace, config: Config) -> int:
 
 
 async def cmd_roles_sql(args: argparse.Namespace, _config: Config) -> int:
-    sys.stdout.write(roles.roles_sql(args.app_role, args.daemon_role))
+    sys.stdout.write(roles.roles_sql(args.app_role, args.daemon_role, args.api_role))
     return 0

@@ -1139,3 +1139,452 @@ SET url = $2, tenant_id = $3, description = $4, event_types = $5, signature_sche
     previous_secrets = CASE WHEN $16 THEN '[]'::jsonb ELSE previous_secrets END,
     version = version + 1, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL;
+
+-- =============================================================================================
+-- The management HTTP API (`webhookd api`, daemon/api/). Every query that reads or changes a
+-- tenant's data takes the tenant, so an application only ever reaches its own rows.
+-- =============================================================================================
+
+-- name: api_token_insert
+-- Store a new API token (its SHA-256 only); $4 NULL: every application.
+-- params: token_id, token_hash, scope, app_id, description, expires_at
+INSERT INTO webhookd.api_tokens (id, token_hash, scope, app_id, description, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING id, scope, app_id, description, created_at, expires_at;
+
+-- name: api_token_get
+-- One token by id, with what authenticating a request needs.
+-- params: token_id
+SELECT id, token_hash, scope, app_id, expires_at, revoked_at
+FROM webhookd.api_tokens
+WHERE id = $1;
+
+-- name: api_token_list
+-- Every token (never the hash), newest first, with the uid of its application.
+SELECT t.id, t.scope, t.app_id, a.uid AS app_uid, t.description, t.created_at, t.expires_at,
+       t.revoked_at
+FROM webhookd.api_tokens t
+LEFT JOIN webhookd.api_apps a ON a.id = t.app_id
+ORDER BY t.created_at DESC, t.id;
+
+-- name: api_token_revoke
+-- Revoke a token (kept, so `api-token list` still shows it); a second revoke changes nothing.
+-- params: token_id
+UPDATE webhookd.api_tokens
+SET revoked_at = coalesce(revoked_at, now())
+WHERE id = $1
+RETURNING id, revoked_at;
+
+-- name: api_app_get
+-- The application named by id or uid (an id wins over another application's uid).
+-- params: ref
+SELECT * FROM webhookd.api_apps
+WHERE id = $1 OR uid = $1
+ORDER BY (id = $1) DESC
+LIMIT 1;
+
+-- name: api_app_list
+-- A page of applications in seq order after $2 ($3: descending, before $2), only application
+-- $1 when given (an application-scoped token); $4 is the page size plus one.
+-- params: app_id, after_seq, descending, limit
+(SELECT * FROM webhookd.api_apps
+ WHERE NOT $3 AND ($1::text IS NULL OR id = $1) AND ($2::bigint IS NULL OR seq > $2)
+ ORDER BY seq LIMIT $4)
+UNION ALL
+(SELECT * FROM webhookd.api_apps
+ WHERE $3 AND ($1::text IS NULL OR id = $1) AND ($2::bigint IS NULL OR seq < $2)
+ ORDER BY seq DESC LIMIT $4);
+
+-- name: api_app_insert
+-- A new application; a uid or tenant already taken violates a unique index.
+-- params: app_id, uid, tenant_id, name, metadata
+INSERT INTO webhookd.api_apps (id, uid, tenant_id, name, metadata)
+VALUES ($1, $2, $3, $4, $5::jsonb)
+RETURNING *;
+
+-- name: api_app_update
+-- Rename an application and replace its metadata.
+-- params: app_id, name, metadata
+UPDATE webhookd.api_apps
+SET name = $2, metadata = $3::jsonb, updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: api_app_delete
+-- Delete an application row (its tokens go with it); its endpoints are deleted first.
+-- params: app_id
+DELETE FROM webhookd.api_apps WHERE id = $1 RETURNING id;
+
+-- name: api_endpoint_ids
+-- The live endpoints of a tenant.
+-- params: tenant_id
+SELECT id FROM webhookd.endpoints WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY id;
+
+-- name: api_endpoint_list
+-- A page of a tenant's live endpoints in (created_at, id) order after ($2, $3) ($4:
+-- descending, before it); $5 is the page size plus one.
+-- params: tenant_id, after_at, after_id, descending, limit
+(SELECT * FROM webhookd.endpoints
+ WHERE NOT $4 AND tenant_id = $1 AND deleted_at IS NULL
+   AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::text))
+ ORDER BY created_at, id LIMIT $5)
+UNION ALL
+(SELECT * FROM webhookd.endpoints
+ WHERE $4 AND tenant_id = $1 AND deleted_at IS NULL
+   AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::text))
+ ORDER BY created_at DESC, id DESC LIMIT $5);
+
+-- name: api_endpoint_get
+-- A tenant's live endpoint by id or uid.
+-- params: tenant_id, ref
+SELECT * FROM webhookd.endpoints
+WHERE tenant_id = $1 AND deleted_at IS NULL AND (id = $2 OR uid = $2)
+ORDER BY (id = $2) DESC
+LIMIT 1;
+
+-- name: api_endpoint_get_for_update
+-- A tenant's live endpoint by id, locked until the transaction ends.
+-- params: tenant_id, endpoint_id
+SELECT * FROM webhookd.endpoints
+WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
+FOR UPDATE;
+
+-- name: api_endpoint_insert
+-- A new endpoint of tenant $2, with the API's fields (uid, metadata, enabled).
+-- params: endpoint_id, tenant_id, url, description, event_types, secret, signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms, uid, metadata, enabled, disabled_reason
+INSERT INTO webhookd.endpoints (id, tenant_id, url, description, event_types, secret,
+                                signature_scheme, signature_header, signature_prefix, headers,
+                                rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms,
+                                uid, metadata, enabled, disabled_reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15, $16,
+        $17::jsonb, $18, $19)
+RETURNING *;
+
+-- name: api_endpoint_update
+-- Write the settings the API may change (the row is locked by the caller).
+-- params: endpoint_id, url, description, event_types, rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms, uid, metadata, enabled, disabled_reason
+UPDATE webhookd.endpoints
+SET url = $2, description = $3, event_types = $4, rate_per_s = $5, burst = $6,
+    max_in_flight = $7, timeout_ms = $8, retry_schedule_ms = $9, uid = $10,
+    metadata = $11::jsonb, enabled = $12,
+    disabled_reason = CASE WHEN $12 THEN NULL ELSE $13 END,
+    version = version + 1, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING *;
+
+-- name: api_endpoint_set_headers
+-- Replace an endpoint's custom headers (values sealed when keys are set).
+-- params: endpoint_id, headers
+UPDATE webhookd.endpoints
+SET headers = $2::jsonb, version = version + 1, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING id;
+
+-- name: api_endpoint_stats
+-- Svix's endpoint figures: deliveries waiting (pending, or held behind an earlier one of their
+-- ordering key) and in flight now, dead letters and successful attempts in [$2, $3) (NULL:
+-- unbounded). Each is a count over a partial index (held rows always have an ordering key,
+-- which lets deliveries_ordering_idx serve them).
+-- params: endpoint_id, since, until
+SELECT
+    (SELECT count(*) FROM webhookd.deliveries
+     WHERE endpoint_id = $1 AND status = 'pending')
+  + (SELECT count(*) FROM webhookd.deliveries
+     WHERE endpoint_id = $1 AND status = 'held' AND ordering_key IS NOT NULL) AS pending,
+    (SELECT count(*) FROM webhookd.deliveries
+     WHERE endpoint_id = $1 AND status = 'delivering') AS sending,
+    (SELECT count(*) FROM webhookd.deliveries
+     WHERE endpoint_id = $1 AND status = 'failed'
+       AND ($2::timestamptz IS NULL OR updated_at >= $2)
+       AND ($3::timestamptz IS NULL OR updated_at < $3)) AS fail,
+    (SELECT count(*) FROM webhookd.attempts
+     WHERE endpoint_id = $1 AND status_code BETWEEN 200 AND 299
+       AND ($2::timestamptz IS NULL OR started_at >= $2)
+       AND ($3::timestamptz IS NULL OR started_at < $3)) AS success;
+
+-- name: api_endpoint_state
+-- An endpoint's shared limits and health: Retry-After or circuit-breaker pause, failing streak.
+-- params: endpoint_id
+SELECT s.paused_until, s.failing_since, s.consecutive_failures, s.tokens,
+       s.paused_until IS NOT NULL AND s.paused_until > now() AS paused
+FROM webhookd.endpoint_state s
+WHERE s.endpoint_id = $1;
+
+-- name: api_endpoint_resume
+-- End an endpoint's pause now (a Retry-After or circuit-breaker cool-down); what it has
+-- pending is due again at once (the pause had pushed its due_at).
+-- params: endpoint_id
+UPDATE webhookd.endpoint_state
+SET paused_until = NULL,
+    due_at = CASE WHEN due_at IS NOT NULL THEN now() END
+WHERE endpoint_id = $1 AND paused_until IS NOT NULL;
+
+-- name: api_message_insert
+-- Enqueue a message for tenant $1 as an application does (the fan-out trigger makes its
+-- deliveries and wakes the daemons). A msg_id the tenant already used inserts nothing: the
+-- caller then reads the first message (idempotency).
+-- params: tenant_id, msg_id, event_type, payload, deliver_after
+INSERT INTO webhookd.outbox (tenant_id, msg_id, event_type, payload, deliver_after)
+VALUES ($1, $2, $3, $4::jsonb, $5)
+ON CONFLICT DO NOTHING
+RETURNING id, msg_id, event_type, payload::text AS payload, deliver_after, created_at;
+
+-- name: api_message_get
+-- One message by outbox id, its payload as text.
+-- params: message_id
+SELECT id, msg_id, event_type, payload::text AS payload, deliver_after, created_at
+FROM webhookd.outbox
+WHERE id = $1;
+
+-- name: api_message_find
+-- The message $2 (a msg_id) of tenant $1: fanned out to the tenant, or sent to one of its
+-- endpoints (send-example, or an application's direct insert); a fan-out one first.
+-- params: tenant_id, msg_id
+SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after, o.created_at
+FROM webhookd.outbox o
+WHERE o.msg_id = $2
+  AND ((o.endpoint_id IS NULL AND coalesce(o.tenant_id, 'default') = $1)
+       OR o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1))
+ORDER BY (o.endpoint_id IS NULL) DESC, o.id DESC
+LIMIT 1;
+
+-- name: api_message_list
+-- A page of tenant $1's messages, newest first, before the cursor ($2, $3), of event types
+-- $4 (NULL: any), created in ($5, $6) (NULL: unbounded); $7 is the page size plus one. Each
+-- branch walks an index (api_outbox_tenant_idx, api_outbox_endpoint_idx) from the cursor.
+-- params: tenant_id, before_at, before_id, event_types, after, before, limit
+SELECT * FROM (
+    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
+            o.created_at
+     FROM webhookd.outbox o
+     WHERE o.endpoint_id IS NULL AND coalesce(o.tenant_id, 'default') = $1
+       AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3::bigint))
+       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+       AND ($5::timestamptz IS NULL OR o.created_at > $5)
+       AND ($6::timestamptz IS NULL OR o.created_at < $6)
+     ORDER BY o.created_at DESC, o.id DESC
+     LIMIT $7)
+    UNION ALL
+    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
+            o.created_at
+     FROM webhookd.outbox o
+     WHERE o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1)
+       AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3::bigint))
+       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+       AND ($5::timestamptz IS NULL OR o.created_at > $5)
+       AND ($6::timestamptz IS NULL OR o.created_at < $6)
+     ORDER BY o.created_at DESC, o.id DESC
+     LIMIT $7)
+) m
+ORDER BY m.created_at DESC, m.id DESC
+LIMIT $7;
+
+-- name: api_event_type_schemas
+-- The JSON Schemas of an event type that is not archived (NULL: none, or no such type).
+-- params: name
+SELECT schemas FROM webhookd.api_event_types WHERE name = $1 AND NOT archived;
+
+-- name: api_attempts_by_endpoint
+-- A page of endpoint $1's attempts, newest first, before the cursor ($2, $3), started in
+-- ($4, $5), succeeded or not ($6, NULL: both); $7 is the page size plus one. A range of
+-- api_attempts_endpoint_idx, however many attempts the endpoint has.
+-- params: endpoint_id, before_at, before_id, after, before, succeeded, limit
+SELECT a.id, a.attempt, a.started_at, a.duration_ms, a.status_code, a.error_class, a.error,
+       a.response_body, a.endpoint_id, d.attempt_base, o.msg_id, e.url
+FROM webhookd.attempts a
+JOIN webhookd.deliveries d ON d.id = a.delivery_id
+JOIN webhookd.outbox o ON o.id = d.message_id
+JOIN webhookd.endpoints e ON e.id = a.endpoint_id
+WHERE a.endpoint_id = $1
+  AND ($2::timestamptz IS NULL OR (a.started_at, a.id) < ($2, $3::bigint))
+  AND ($4::timestamptz IS NULL OR a.started_at > $4)
+  AND ($5::timestamptz IS NULL OR a.started_at < $5)
+  AND ($6::boolean IS NULL OR (coalesce(a.status_code, 0) BETWEEN 200 AND 299) = $6)
+ORDER BY a.started_at DESC, a.id DESC
+LIMIT $7;
+
+-- name: api_attempts_by_message
+-- A page of the attempts at message $1 (only to endpoint $2 when given), newest first, before
+-- the cursor ($3, $4), succeeded or not ($5); $6 is the page size plus one.
+-- params: message_id, endpoint_id, before_at, before_id, succeeded, limit
+SELECT a.id, a.attempt, a.started_at, a.duration_ms, a.status_code, a.error_class, a.error,
+       a.response_body, d.endpoint_id, d.attempt_base, o.msg_id, e.url
+FROM webhookd.deliveries d
+JOIN webhookd.attempts a ON a.delivery_id = d.id
+JOIN webhookd.outbox o ON o.id = d.message_id
+JOIN webhookd.endpoints e ON e.id = d.endpoint_id
+WHERE d.message_id = $1
+  AND ($2::text IS NULL OR d.endpoint_id = $2)
+  AND ($3::timestamptz IS NULL OR (a.started_at, a.id) < ($3, $4::bigint))
+  AND ($5::boolean IS NULL OR (coalesce(a.status_code, 0) BETWEEN 200 AND 299) = $5)
+ORDER BY a.started_at DESC, a.id DESC
+LIMIT $6;
+
+-- name: api_delivery_of
+-- The delivery of message $1 to endpoint $2, with what a resend needs to know.
+-- params: message_id, endpoint_id
+SELECT d.id, d.status, e.enabled AS endpoint_enabled
+FROM webhookd.deliveries d
+JOIN webhookd.endpoints e ON e.id = d.endpoint_id
+WHERE d.message_id = $1 AND d.endpoint_id = $2;
+
+-- name: api_event_type_list
+-- A page of event types by name after $2 ($3: descending, before $2), archived ones only when
+-- $1; $4 is the page size plus one.
+-- params: include_archived, after_name, descending, limit
+(SELECT * FROM webhookd.api_event_types
+ WHERE NOT $3 AND ($1 OR NOT archived) AND ($2::text IS NULL OR name > $2)
+ ORDER BY name LIMIT $4)
+UNION ALL
+(SELECT * FROM webhookd.api_event_types
+ WHERE $3 AND ($1 OR NOT archived) AND ($2::text IS NULL OR name < $2)
+ ORDER BY name DESC LIMIT $4);
+
+-- name: api_event_type_get
+-- One event type, archived or not.
+-- params: name
+SELECT * FROM webhookd.api_event_types WHERE name = $1;
+
+-- name: api_event_type_upsert
+-- Create an event type, or (when $8) replace the settings of the one with that name; nothing
+-- when it exists and not $8 (the caller answers 409). inserted: whether it is new.
+-- params: name, description, archived, deprecated, schemas, group_name, feature_flags, replace
+INSERT INTO webhookd.api_event_types AS t
+    (name, description, archived, deprecated, schemas, group_name, feature_flags)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
+ON CONFLICT (name) DO UPDATE
+SET description = EXCLUDED.description, archived = EXCLUDED.archived,
+    deprecated = EXCLUDED.deprecated, schemas = EXCLUDED.schemas,
+    group_name = EXCLUDED.group_name, feature_flags = EXCLUDED.feature_flags,
+    updated_at = now()
+WHERE $8
+RETURNING *, (xmax = 0) AS inserted;
+
+-- name: api_event_type_archive
+-- Archive an event type (Svix's delete): kept, listed only with include_archived, and no longer
+-- applied to new messages.
+-- params: name
+UPDATE webhookd.api_event_types SET archived = true, updated_at = now()
+WHERE name = $1
+RETURNING name;
+
+-- name: api_event_type_delete
+-- Delete an event type for good (expunge=true).
+-- params: name
+DELETE FROM webhookd.api_event_types WHERE name = $1 RETURNING name;
+
+-- name: api_dead_letters
+-- A page of the dead letters of endpoints $1, latest failure first, before the cursor ($4, $5),
+-- failed in [$2, $3); $6 is the page size plus one (deliveries_failed_idx per endpoint).
+-- params: endpoint_ids, since, until, before_at, before_id, limit
+SELECT d.id, d.endpoint_id, d.attempts, d.last_status_code, d.last_error, d.updated_at,
+       o.msg_id, o.event_type
+FROM webhookd.deliveries d
+JOIN webhookd.outbox o ON o.id = d.message_id
+WHERE d.status = 'failed' AND d.endpoint_id = ANY ($1::text[])
+  AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
+  AND ($3::timestamptz IS NULL OR d.updated_at < $3)
+  AND ($4::timestamptz IS NULL OR (d.updated_at, d.id) < ($4, $5::bigint))
+ORDER BY d.updated_at DESC, d.id DESC
+LIMIT $6;
+
+-- name: api_app_for_message
+-- What creating a message needs in one round trip: the application named by id or uid (as
+-- api_app_get) and the JSON Schemas of event type $2 (NULL: none, or archived).
+-- params: ref, event_type
+SELECT a.*,
+       (SELECT t.schemas FROM webhookd.api_event_types t
+        WHERE t.name = $2 AND NOT t.archived) AS event_schemas
+FROM webhookd.api_apps a
+WHERE a.id = $1 OR a.uid = $1
+ORDER BY (a.id = $1) DESC
+LIMIT 1;
+
+-- name: api_message_insert_batch
+-- Enqueue several messages in one statement (the API gathers concurrent creates): one fan-out
+-- trigger run and one NOTIFY for all. Rows whose (tenant, msg_id) is taken insert nothing.
+-- params: tenant_ids, msg_ids, event_types, payloads, deliver_afters
+INSERT INTO webhookd.outbox (tenant_id, msg_id, event_type, payload, deliver_after)
+SELECT t, m, e, p::jsonb, d
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(t, m, e, p, d)
+ON CONFLICT DO NOTHING
+RETURNING id, tenant_id, msg_id, event_type, payload::text AS payload, deliver_after, created_at;
+
+-- name: api_message_list_back
+-- api_message_list read the other way (a prevIterator): tenant $1's messages just after the
+-- cursor ($2, $3), oldest first; the caller shows them newest first.
+-- params: tenant_id, after_at, after_id, event_types, after, before, limit
+SELECT * FROM (
+    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
+            o.created_at
+     FROM webhookd.outbox o
+     WHERE o.endpoint_id IS NULL AND coalesce(o.tenant_id, 'default') = $1
+       AND (o.created_at, o.id) > ($2, $3::bigint)
+       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+       AND ($5::timestamptz IS NULL OR o.created_at > $5)
+       AND ($6::timestamptz IS NULL OR o.created_at < $6)
+     ORDER BY o.created_at, o.id
+     LIMIT $7)
+    UNION ALL
+    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
+            o.created_at
+     FROM webhookd.outbox o
+     WHERE o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1)
+       AND (o.created_at, o.id) > ($2, $3::bigint)
+       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+       AND ($5::timestamptz IS NULL OR o.created_at > $5)
+       AND ($6::timestamptz IS NULL OR o.created_at < $6)
+     ORDER BY o.created_at, o.id
+     LIMIT $7)
+) m
+ORDER BY m.created_at, m.id
+LIMIT $7;
+
+-- name: api_attempts_by_endpoint_back
+-- api_attempts_by_endpoint read the other way (a prevIterator): the attempts just after the
+-- cursor ($2, $3), oldest first.
+-- params: endpoint_id, after_at, after_id, after, before, succeeded, limit
+SELECT a.id, a.attempt, a.started_at, a.duration_ms, a.status_code, a.error_class, a.error,
+       a.response_body, a.endpoint_id, d.attempt_base, o.msg_id, e.url
+FROM webhookd.attempts a
+JOIN webhookd.deliveries d ON d.id = a.delivery_id
+JOIN webhookd.outbox o ON o.id = d.message_id
+JOIN webhookd.endpoints e ON e.id = a.endpoint_id
+WHERE a.endpoint_id = $1
+  AND (a.started_at, a.id) > ($2, $3::bigint)
+  AND ($4::timestamptz IS NULL OR a.started_at > $4)
+  AND ($5::timestamptz IS NULL OR a.started_at < $5)
+  AND ($6::boolean IS NULL OR (coalesce(a.status_code, 0) BETWEEN 200 AND 299) = $6)
+ORDER BY a.started_at, a.id
+LIMIT $7;
+
+-- name: api_attempts_by_message_back
+-- api_attempts_by_message read the other way (a prevIterator), oldest first.
+-- params: message_id, endpoint_id, after_at, after_id, succeeded, limit
+SELECT a.id, a.attempt, a.started_at, a.duration_ms, a.status_code, a.error_class, a.error,
+       a.response_body, d.endpoint_id, d.attempt_base, o.msg_id, e.url
+FROM webhookd.deliveries d
+JOIN webhookd.attempts a ON a.delivery_id = d.id
+JOIN webhookd.outbox o ON o.id = d.message_id
+JOIN webhookd.endpoints e ON e.id = d.endpoint_id
+WHERE d.message_id = $1
+  AND ($2::text IS NULL OR d.endpoint_id = $2)
+  AND (a.started_at, a.id) > ($3, $4::bigint)
+  AND ($5::boolean IS NULL OR (coalesce(a.status_code, 0) BETWEEN 200 AND 299) = $5)
+ORDER BY a.started_at, a.id
+LIMIT $6;
+
+-- name: api_dead_letters_back
+-- api_dead_letters read the other way (a prevIterator): failed just after the cursor, oldest
+-- first.
+-- params: endpoint_ids, since, until, after_at, after_id, limit
+SELECT d.id, d.endpoint_id, d.attempts, d.last_status_code, d.last_error, d.updated_at,
+       o.msg_id, o.event_type
+FROM webhookd.deliveries d
+JOIN webhookd.outbox o ON o.id = d.message_id
+WHERE d.status = 'failed' AND d.endpoint_id = ANY ($1::text[])
+  AND ($2::timestamptz IS NULL OR d.updated_at >= $2)
+  AND ($3::timestamptz IS NULL OR d.updated_at < $3)
+  AND (d.updated_at, d.id) > ($4, $5::bigint)
+ORDER BY d.updated_at, d.id
+LIMIT $6;

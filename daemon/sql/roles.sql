@@ -1,10 +1,11 @@
--- webhookd: least-privilege grants for the two roles that are not the schema owner.
+-- webhookd: least-privilege grants for the roles that are not the schema owner.
 --
 -- Run as the role that owns the webhookd schema (the admin role: the one that ran
 -- `webhookd migrate`; it also runs the `webhookd endpoint ...` and `webhookd secrets ...`
 -- commands), after migrating and again after an upgrade that adds tables. With psql:
---     psql -v app_role=app -v daemon_role=webhookd -f roles.sql
--- or `webhookd roles-sql --app-role app --daemon-role webhookd`, which fills in the names.
+--     psql -v app_role=app -v daemon_role=webhookd -v api_role=webhookd_api -f roles.sql
+-- or `webhookd roles-sql --app-role app --daemon-role webhookd --api-role webhookd_api`, which
+-- fills in the names.
 
 -- The application role enqueues and can do nothing else: no reading messages, endpoints or
 -- deliveries, no UPDATE or DELETE. The fan-out trigger is SECURITY DEFINER (it runs as the
@@ -39,3 +40,22 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON webhookd.endpoint_wakes TO :"daemon_role
 -- their deliveries and attempts, and old attempts. (`webhookd prune` as the admin needs none.)
 -- GRANT DELETE ON webhookd.outbox, webhookd.deliveries, webhookd.attempts TO :"daemon_role";
 -- GRANT SELECT (id, delivery_id, started_at) ON webhookd.attempts TO :"daemon_role";
+
+-- The API role (`webhookd api`) manages applications, endpoints and event types, enqueues
+-- messages (as an application does: the fan-out trigger runs as the schema owner), reads
+-- deliveries and attempts, and makes deliveries due again (resend, recover, dead letters). It
+-- reads tokens but cannot make them (`webhookd api-token` runs as the admin role). It cannot
+-- delete messages, deliveries or attempts, change an attempt, or create objects. Deleting an
+-- endpoint is a soft delete (an UPDATE); deleting an application deletes its row only.
+GRANT USAGE ON SCHEMA webhookd TO :"api_role";
+GRANT SELECT ON webhookd.schema_migrations, webhookd.api_tokens, webhookd.attempts
+    TO :"api_role";
+GRANT SELECT, INSERT, UPDATE, DELETE ON webhookd.api_apps, webhookd.api_event_types
+    TO :"api_role";
+GRANT USAGE ON SEQUENCE webhookd.api_apps_seq_seq TO :"api_role";
+GRANT SELECT, INSERT, UPDATE ON webhookd.endpoints TO :"api_role";
+-- A new endpoint's state row is made by a trigger that runs as the inserting role.
+GRANT SELECT, INSERT, UPDATE ON webhookd.endpoint_state TO :"api_role";
+GRANT SELECT, INSERT ON webhookd.outbox TO :"api_role";
+GRANT USAGE ON SEQUENCE webhookd.outbox_id_seq TO :"api_role";
+GRANT SELECT, UPDATE ON webhookd.deliveries TO :"api_role";

@@ -138,7 +138,7 @@ def test_every_webhookd_variable_the_project_reads_is_known() -> None:
     used = {name for text in texts for name in re.findall(r"WEBHOOKD_[A-Z0-9_]*[A-Z0-9]", text)}
     used -= {"WEBHOOKD_"}
     assert unknown_variables(dict.fromkeys(used, "")) == []
-    assert {"WEBHOOKD_CONFIG", "WEBHOOKD_SECRET_KEYS", "WEBHOOKD_API_LISTEN"} <= OTHER_VARIABLES
+    assert {"WEBHOOKD_CONFIG", "WEBHOOKD_SECRET_KEYS"} <= OTHER_VARIABLES
     load_config(None, {"HOME": "/nowhere", **dict.fromkeys(OTHER_VARIABLES, "x")})
 
 

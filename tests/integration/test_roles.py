@@ -24,6 +24,7 @@ import pytest_asyncio
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from daemon.api import tokens
 from daemon.endpoints import EndpointSpec, add_endpoint
 from daemon.migrate import apply_migrations
 from daemon.roles import quote_ident, roles_sql
@@ -44,15 +45,17 @@ def dsn_as(dsn: str, user: str) -> str:
 
 @dataclass
 class Roles:
-    """The three roles of one test's database and a connection as each."""
+    """The four roles of one test's database and a connection as each."""
 
     admin_name: str
     app_name: str
     daemon_name: str
+    api_name: str
     dsn: str  # the database, as the superuser
     admin: asyncpg.Connection
     app: asyncpg.Connection
     daemon: asyncpg.Connection
+    api: asyncpg.Connection
 
     def dsn_of(self, user: str) -> str:
         return dsn_as(self.dsn, user)
@@ -70,8 +73,8 @@ async def _superuser(dsn: str, *statements: str) -> None:
 @pytest_asyncio.fixture
 async def roles(bare_dsn: str) -> AsyncIterator[Roles]:
     suffix = secrets.token_hex(4)
-    names = [f"webhookd_{kind}_{suffix}" for kind in ("admin", "app", "daemon")]
-    admin, app, daemon = names
+    names = [f"webhookd_{kind}_{suffix}" for kind in ("admin", "app", "daemon", "api")]
+    admin, app, daemon, api = names
     database = urlsplit(bare_dsn).path.lstrip("/")
     await _superuser(
         bare_dsn,
@@ -85,8 +88,8 @@ async def roles(bare_dsn: str) -> AsyncIterator[Roles]:
     try:
         await apply_migrations(dsn_as(bare_dsn, admin))
         conns = [await asyncpg.connect(dsn_as(bare_dsn, n)) for n in names]
-        await conns[0].execute(roles_sql(app, daemon))
-        yield Roles(admin, app, daemon, bare_dsn, *conns)
+        await conns[0].execute(roles_sql(app, daemon, api))
+        yield Roles(admin, app, daemon, api, bare_dsn, *conns)
     finally:
         for conn in conns:
             await conn.close()
@@ -290,6 +293,7 @@ async def test_roles_sql_command_fills_in_the_names(db_dsn: str, tmp_path: Any) 
     assert default.code == 0 and named.code == 0, (default.err, named.err)
     assert 'GRANT INSERT ON webhookd.outbox TO "webhookd_app";' in default.out
     assert named.out == roles_sql("shop", 'we"bhookd')
+    assert 'GRANT USAGE ON SCHEMA webhookd TO "webhookd_api";' in default.out
     assert 'TO "we""bhookd";' in named.out and ':"' not in named.out
     bad = await cli("roles-sql", "--app-role", "")
     assert bad.code == 2 and "--app-role" in bad.err
@@ -299,9 +303,10 @@ async def test_roles_sql_command_fills_in_the_names(db_dsn: str, tmp_path: Any) 
 async def test_roles_sql_file_runs_under_psql_with_variables(roles: Roles) -> None:
     # The shipped file takes psql variables.
     app, daemon = quote_ident(roles.app_name), quote_ident(roles.daemon_name)
+    api = quote_ident(roles.api_name)
     await roles.admin.execute(
-        f"REVOKE ALL ON ALL TABLES IN SCHEMA webhookd FROM {app}, {daemon};"
-        f" REVOKE ALL ON ALL SEQUENCES IN SCHEMA webhookd FROM {app}, {daemon}"
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA webhookd FROM {app}, {daemon}, {api};"
+        f" REVOKE ALL ON ALL SEQUENCES IN SCHEMA webhookd FROM {app}, {daemon}, {api}"
     )
     path = resources.files("daemon.sql").joinpath("roles.sql")
     argv = [
@@ -313,6 +318,8 @@ async def test_roles_sql_file_runs_under_psql_with_variables(roles: Roles) -> No
         f"app_role={roles.app_name}",
         "-v",
         f"daemon_role={roles.daemon_name}",
+        "-v",
+        f"api_role={roles.api_name}",
         "-f",
         str(path),
         roles.dsn_of(roles.admin_name),
@@ -327,6 +334,7 @@ async def test_roles_sql_file_runs_under_psql_with_variables(roles: Roles) -> No
         (roles.daemon_name, "has_table_privilege", "webhookd.deliveries", "UPDATE"),
         (roles.daemon_name, "has_table_privilege", "webhookd.attempts", "INSERT"),
         (roles.daemon_name, "has_any_column_privilege", "webhookd.endpoints", "UPDATE"),
+        (roles.api_name, "has_table_privilege", "webhookd.api_apps", "INSERT"),
     ]
     for role, check, target, privilege in checks:
         granted = await roles.admin.fetchval(f"SELECT {check}($1, $2, $3)", role, target, privilege)
@@ -342,6 +350,26 @@ def _optional_prune_grants(roles: Roles) -> list[str]:
         for line in roles_sql(roles.app_name, roles.daemon_name).splitlines()
         if line.startswith("-- GRANT") and roles.daemon_name in line
     ]
+
+
+# -- the API role ------------------------------------------------------------------------------
+
+
+async def test_api_role_reads_tokens_but_cannot_make_them_nor_delete_history(
+    roles: Roles,
+) -> None:
+    insert = "INSERT INTO webhookd.api_tokens (id, token_hash, scope) VALUES ($1, '', 'admin')"
+    await roles.admin.execute(insert, "key_1")
+    assert await roles.api.fetchval("SELECT count(*) FROM webhookd.api_tokens") == 1
+    await _denied(roles.api, insert, "key_2")
+    await _denied(roles.api, "UPDATE webhookd.api_tokens SET revoked_at = now()")
+    for table in ("outbox", "deliveries", "attempts", "endpoints", "endpoint_state"):
+        await _denied(roles.api, f"DELETE FROM webhookd.{table}")
+    await _denied(roles.api, "UPDATE webhookd.outbox SET payload = '{}'")
+    await _denied(roles.api, "UPDATE webhookd.attempts SET error = 'x'")
+    await _denied(roles.api, "INSERT INTO webhookd.schema_migrations VALUES ('9999')")
+    await _denied(roles.api, "CREATE TABLE webhookd.mine (x int)")
+    await _denied(roles.api, "SELECT * FROM public.app_private")
 
 
 async def test_daemon_role_disables_gone_and_failing_endpoints(
@@ -419,3 +447,41 @@ async def test_daemon_role_prunes_only_with_the_optional_grants(
     failed = next(e for e in logs if e["event"] == "retention.prune_failed")
     assert "permission denied" in failed["error"] and "roles.sql" in failed["hint"]
     assert await roles.admin.fetchval("SELECT count(*) FROM webhookd.attempts") == 0
+
+
+async def test_api_role_runs_the_api(roles: Roles) -> None:
+    """Every kind of write the API makes, as the API role: applications, endpoints (their
+    state row, the tenant's application trigger), messages (fan-out), headers, secrets, event
+    types, dead letters requeued, and deletes (soft for endpoints)."""
+    from tests.api_support import running_api
+
+    admin_store = await Store.connect(roles.dsn_of(roles.admin_name), max_size=1)
+    try:
+        token = (await tokens.create_token(admin_store, "admin")).token
+    finally:
+        await admin_store.close()
+    async with running_api(roles.dsn_of(roles.api_name), admin=token) as api:
+        steps = [
+            ("POST", "/api/v1/app", {"name": "Acme", "uid": "acme"}, 201),
+            ("POST", "/api/v1/event-type", {"name": "e.x", "description": ""}, 201),
+            ("POST", "/api/v1/app/acme/endpoint", {"url": "https://example.com/a", "uid": "a",
+                                                   "headers": {"X-A": "1"}}, 201),
+            ("POST", "/api/v1/app/acme/msg", {"eventType": "e.x", "payload": {}}, 202),
+            ("GET", "/api/v1/app/acme/msg", None, 200),
+            ("GET", "/api/v1/app/acme/attempt/endpoint/a", None, 200),
+            ("PATCH", "/api/v1/app/acme/endpoint/a", {"description": "d"}, 200),
+            ("PATCH", "/api/v1/app/acme/endpoint/a/headers", {"headers": {"X-B": "2"}}, 204),
+            ("POST", "/api/v1/app/acme/endpoint/a/secret/rotate", {}, 200),
+            ("POST", "/api/v1/app/acme/endpoint/a/disable", {"reason": "r"}, 200),
+            ("POST", "/api/v1/app/acme/endpoint/a/enable", {}, 200),
+            ("POST", "/api/v1/app/acme/endpoint/a/pause", {"durationSeconds": 5}, 200),
+            ("POST", "/api/v1/app/acme/endpoint/a/resume", {}, 200),
+            ("POST", "/api/v1/app/acme/dead-letter/requeue", {"all": True}, 200),
+            ("GET", "/api/v1/app/acme/endpoint/a/stats", None, 200),
+            ("DELETE", "/api/v1/app/acme/endpoint/a", None, 204),
+            ("DELETE", "/api/v1/event-type/e.x?expunge=true", None, 204),
+            ("DELETE", "/api/v1/app/acme", None, 204),
+        ]  # fmt: skip
+        for method, path, body, status in steps:
+            reply = await api.call(method, path, body)
+            assert reply.status == status, (method, path, reply.body)

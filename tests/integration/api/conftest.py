@@ -1,0 +1,7 @@
+"""Fixtures of the API tests (tests/api_support.py)."""
+
+from __future__ import annotations
+
+from tests.api_support import api
+
+__all__ = ["api"]
