@@ -2,7 +2,8 @@
 
 `POST /hook/<n>` stamps the arrival with `time.time_ns()` (the same host clock the
 benchmarks use for commit times) as the first thing its handler does, reads the body,
-optionally sleeps `--delay-ms`, and answers `200` with an empty body. It never verifies
+optionally sleeps `--delay-ms` (or `?delay_ms=N` of the URL, per endpoint: a slow or hanging
+receiver), and answers `200` with an empty body. It never verifies
 signatures (a fast receiver); it counts requests that arrive without one.
 
 Control endpoints, for the benchmark that started it:
@@ -67,8 +68,9 @@ def make_handler(arrivals: Arrivals, delay_s: float) -> web.Server:
             arrivals.msg_id.append(headers.get("webhook-id", ""))
             if request.transport is not None:
                 arrivals.peers.add(request.transport.get_extra_info("peername"))
-            if delay_s:
-                await asyncio.sleep(delay_s)
+            delay = float(request.query.get("delay_ms", 0)) / 1000 or delay_s
+            if delay:
+                await asyncio.sleep(delay)
             return web.Response()
         return control(path, request.method)
 

@@ -19,16 +19,20 @@ ENDPOINTS = 100
 
 
 async def deliver_all(
-    env: common.Env, dsn: str, messages: int, processes: Sequence[dict[str, str]] = ({},)
+    env: common.Env,
+    dsn: str,
+    messages: int,
+    processes: Sequence[dict[str, str]] = ({},),
+    program: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Start the daemon (one `webhookd run` per entry of `processes`, each with those extra
     WEBHOOKD_* settings) on a loaded database, wait until every message has arrived and its
     outcome is written, stop it. Rate and CPU figures of that run (CPU and RSS summed over
-    the processes)."""
+    the processes). `program`: what stands for `webhookd` (another checkout's daemon)."""
     await env.receiver.reset()
     pg_cpu0 = env.postgres.cpu_s()
     receiver_cpu0 = common.process_cpu_s(env.receiver.pid)
-    daemons = [common.Daemon(dsn, env.workdir, extra) for extra in processes]
+    daemons = [common.Daemon(dsn, env.workdir, extra, program) for extra in processes]
     try:
         await asyncio.gather(*(d.start() for d in daemons))
         cpu0 = sum(d.cpu_s() for d in daemons)
@@ -77,7 +81,10 @@ async def attempts_recorded(dsn: str) -> int:
 
 
 async def one_rep(
-    env: common.Env, messages: int, processes: Sequence[dict[str, str]] = ({},)
+    env: common.Env,
+    messages: int,
+    processes: Sequence[dict[str, str]] = ({},),
+    program: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A fresh loaded database, the ceiling, then the daemon (one process per entry of
     `processes`, see `deliver_all`), against the same receiver."""
@@ -88,7 +95,7 @@ async def one_rep(
         load_s = time.monotonic() - t0
         await common.wait_quiet()
         ceiling = await common.ceiling_run(env, urls, messages)
-        run = await deliver_all(env, dsn, messages, processes)
+        run = await deliver_all(env, dsn, messages, processes, program)
         run["attempts_recorded"] = await attempts_recorded(dsn)
     run["ceiling_rate_per_s"] = ceiling["rate_per_s"]
     run["foreign_cores"] = max(run["foreign_cores"], ceiling["foreign_cores"])

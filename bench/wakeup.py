@@ -42,11 +42,18 @@ async def insert_spaced(
     return stamps
 
 
-async def one_rep(env: common.Env, rep: int, count: int) -> dict[str, Any]:
+async def one_rep(
+    env: common.Env,
+    rep: int,
+    count: int,
+    extra: dict[str, str] | None = None,
+    program: list[str] | None = None,
+) -> dict[str, Any]:
+    """`extra` WEBHOOKD_* settings; `program`: what stands for `webhookd`."""
     async with env.postgres.fresh_database() as dsn:
         (endpoint_id,) = await common.add_endpoints(dsn, [env.receiver.url(0)])
         await env.receiver.reset()
-        daemon = common.Daemon(dsn, env.workdir)
+        daemon = common.Daemon(dsn, env.workdir, extra, program or ())
         await daemon.start()
         try:
             await insert_spaced(dsn, endpoint_id, WARM_UP, f"msg_warm_{rep}_")

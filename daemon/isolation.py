@@ -17,8 +17,9 @@ every slot for 30 s at a time, and everyone else waited. The policy:
   stays with the responsive endpoints.
 - Once its limit is back at its usual cap, the endpoint is **restored**.
 - An endpoint that has not answered yet may be one that hangs (it takes one slow attempt to
-  find out): such endpoints together hold at most half of the regular slots while one that
-  answers has work waiting.
+  find out): while others are busy it starts one attempt at a time until its first
+  answer (a slow start), and such endpoints together hold at most half of the regular slots
+  while one that answers has work waiting.
 
 So k hanging endpoints keep one attempt each in flight (while the slow lane has room), move
 through their retry schedule and end as dead letters, and every regular slot but the first
@@ -152,9 +153,10 @@ class Isolation:
         duration_s: float | None,
         responded: bool,
     ) -> None:
-        """An attempt ended. An answer within the threshold counts towards the endpoint's
-        usual latency and, if demoted, its limit; an attempt that ran past it (a slow answer,
-        a timeout) demotes it."""
+        """An attempt ended. Every answer counts towards the endpoint's usual latency (so the
+        threshold follows an endpoint that is slow but answers); one within the threshold
+        raises a demoted endpoint's limit; an attempt that ran past it (a slow answer, a
+        timeout) demotes it."""
         running = self._running.pop(delivery_id, None)
         if running is None:
             return
@@ -162,12 +164,13 @@ class Isolation:
         if duration_s is None:  # not attempted (given back): says nothing
             return
         threshold_s = self.threshold_s(pace)
-        if responded and duration_s < threshold_s:
+        if responded:  # every answer teaches its usual latency, a slow one too
             pace.latency_s = (
                 duration_s
                 if pace.latency_s is None
                 else (1 - LATENCY_WEIGHT) * pace.latency_s + LATENCY_WEIGHT * duration_s
             )
+        if responded and duration_s < threshold_s:
             if pace.demoted:
                 pace.limit += 1
                 if pace.limit >= cap:

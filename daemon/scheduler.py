@@ -225,6 +225,8 @@ class Scheduler:
         cap = lane.max_in_flight
         if lane.pace.demoted:
             cap = min(cap, lane.pace.limit)
+        elif lane.pace.latency_s is None and self._others_busy(lane):
+            cap = 1  # until its first answer: it may be one that hangs (isolation.py)
         if lane.breaker is None:
             return cap
         allowed = lane.breaker.allows(lane.in_flight)
@@ -390,6 +392,10 @@ class Scheduler:
             return self._start(lane, place), None
         return None, wait_s
 
+    def _others_busy(self, lane: Lane) -> bool:
+        """Whether another endpoint is busy here (work queued or in flight, a pause...)."""
+        return len(self._active) > (1 if lane.endpoint.id in self._active else 0)
+
     def _proven_waiting(self) -> bool:
         """Whether an endpoint that answers (and is not demoted) has a delivery queued that its
         own cap would let start."""
@@ -535,6 +541,11 @@ class Scheduler:
     def take_changes(self) -> list[Change]:
         """Endpoints demoted or restored since the last call (to log)."""
         return self._isolation.take_changes()
+
+    def pace(self, endpoint_id: str) -> Pace | None:
+        """How an endpoint answers lately, as this process saw it (None: not cached)."""
+        lane = self._lanes.get(endpoint_id)
+        return lane.pace if lane else None
 
     def endpoint_limits(self) -> dict[str, int]:
         """The in-flight limit of each endpoint busy here now (a metric)."""

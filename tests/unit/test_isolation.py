@@ -23,9 +23,13 @@ def deliveries(ep_id: str, count: int) -> list[Delivery]:
 
 
 def scheduler(clock: FakeClock, *endpoints: Endpoint, **limits: object) -> Scheduler:
+    """Endpoints that have answered before (in 10 ms), so not in their slow start."""
     s = Scheduler(Limits(**limits), clock)  # type: ignore[arg-type]
     for e in endpoints:
         s.update_endpoint(e)
+        pace = s.pace(e.id)
+        assert pace is not None
+        pace.latency_s = 0.01
     return s
 
 
@@ -149,6 +153,47 @@ async def test_the_threshold_follows_the_endpoints_usual_latency(clock: FakeCloc
     assert s.demoted == 1
 
 
+async def test_an_endpoint_that_never_answered_starts_one_attempt_at_a_time_beside_others(
+    clock: FakeClock,
+) -> None:
+    s = Scheduler(Limits(concurrency=10, endpoint_max_in_flight=5), clock)
+    s.update_endpoint(endpoint("new"))
+    s.update_endpoint(endpoint("other"))
+    s.submit(deliveries("new", 5))
+    s.submit(deliveries("other", 1))
+    started = start_all(s)
+    # it may be one that hangs: one at a time until it answers, while others have work
+    assert sorted(d.endpoint_id for d in started) == ["new", "other"]
+    first = next(d for d in started if d.endpoint_id == "new")
+    clock.advance(0.05)
+    finish(s, first, 0.05)
+    assert len(start_all(s)) == 4  # answered: its whole cap
+
+
+async def test_an_endpoint_alone_uses_its_whole_cap_from_the_start(clock: FakeClock) -> None:
+    s = Scheduler(Limits(concurrency=10, endpoint_max_in_flight=5), clock)
+    s.update_endpoint(endpoint("alone"))
+    s.submit(deliveries("alone", 5))
+    assert len(start_all(s)) == 5  # no one to protect: no slow start
+
+
+async def test_endpoints_that_never_answered_hold_half_the_slots_while_others_wait(
+    clock: FakeClock,
+) -> None:
+    s = Scheduler(Limits(concurrency=4, slow_lane=0), clock)
+    for i in range(4):
+        s.update_endpoint(endpoint(f"new{i}"))
+        s.submit(deliveries(f"new{i}", 1))
+    s.update_endpoint(endpoint("known"))
+    pace = s.pace("known")
+    assert pace is not None
+    pace.latency_s = 0.02
+    s.submit(deliveries("known", 4))
+    started = start_all(s)
+    assert sum(d.endpoint_id.startswith("new") for d in started) == 2
+    assert sum(d.endpoint_id == "known" for d in started) == 2
+
+
 async def test_a_quick_failure_without_an_answer_does_not_demote(clock: FakeClock) -> None:
     s = scheduler(clock, endpoint("ep"), concurrency=10, slow_after_s=2.0)
     s.submit(deliveries("ep", 3))
@@ -169,3 +214,25 @@ async def test_the_scheduler_hands_out_a_freed_slot_at_once(clock: FakeClock) ->
     s.check_slow()
     picked = await asyncio.wait_for(waiter, 1)
     assert picked[0].id == "ok"
+
+
+async def test_an_endpoint_that_answers_slowly_but_always_is_restored_as_its_threshold_follows(
+    clock: FakeClock,
+) -> None:
+    s = Scheduler(Limits(concurrency=10, endpoint_max_in_flight=3, slow_after_s=1.0), clock)
+    s.update_endpoint(endpoint("slowish", cap=3))
+    s.submit(deliveries("slowish", 1))
+    [first] = start_all(s)
+    clock.advance(1.2)
+    s.check_slow()  # unknown, past 1 s: demoted
+    assert s.demoted == 1
+    clock.advance(0.3)
+    finish(s, first, 1.5)  # it answers: its usual latency is 1.5 s, its threshold 7.5 s
+    for _ in range(3):
+        s.submit(deliveries("slowish", 3))
+        for d in start_all(s):
+            clock.advance(1.5)
+            finish(s, d, 1.5)
+        s.drain_queued()
+    assert s.demoted == 0
+    assert [c.demoted for c in s.take_changes()] == [True, False]

@@ -10,7 +10,7 @@ from daemon.breaker import BreakerSettings, CircuitBreaker, State
 from daemon.config import Config
 from daemon.scheduler import Limits, Scheduler
 from tests.unit.conftest import FakeClock
-from tests.unit.test_scheduler import deliveries, endpoint, take, take_all
+from tests.unit.test_scheduler import answered, deliveries, endpoint, take, take_all
 
 RUNNING = Config().with_overrides(
     database={"url": "postgresql://hook:old-secret@db/app"},
@@ -85,6 +85,7 @@ async def test_lower_concurrency_holds_new_starts_and_never_touches_running_ones
 ) -> None:
     s = Scheduler(Limits(concurrency=4, endpoint_max_in_flight=10), clock)
     s.update_endpoint(endpoint("a"))
+    answered(s, "a")
     s.submit(deliveries("a", 8))
     assert len(await take_all(s)) == 4
     s.set_limits(Limits(concurrency=2, endpoint_max_in_flight=10))
@@ -99,6 +100,7 @@ async def test_lower_concurrency_holds_new_starts_and_never_touches_running_ones
 async def test_higher_concurrency_wakes_a_waiting_dispatcher(clock: FakeClock) -> None:
     s = Scheduler(Limits(concurrency=1, endpoint_max_in_flight=10), clock)
     s.update_endpoint(endpoint("a"))
+    answered(s, "a")
     s.submit(deliveries("a", 3))
     assert await take(s) is not None
     waiting = asyncio.create_task(s.next())
@@ -112,6 +114,7 @@ async def test_higher_concurrency_wakes_a_waiting_dispatcher(clock: FakeClock) -
 async def test_new_breaker_settings_reach_existing_lanes(clock: FakeClock) -> None:
     s = Scheduler(Limits(breaker=BreakerSettings(window=20)), clock)
     s.update_endpoint(endpoint("a"))
+    answered(s, "a")
     s.set_limits(Limits(breaker=BreakerSettings(window=2, failure_ratio=1.0, cooldown_s=7.0)))
     assert s.record("a", False)[0] is None
     state, cooldown_s, _ = s.record("a", False)

@@ -44,7 +44,15 @@ def scheduler(clock: FakeClock, *endpoints: Endpoint, **limits: object) -> Sched
     s = Scheduler(Limits(**limits), clock)  # type: ignore[arg-type]
     for e in endpoints:
         assert s.update_endpoint(e) == []
+        answered(s, e.id)
     return s
+
+
+def answered(s: Scheduler, endpoint_id: str) -> None:
+    """As if the endpoint had answered before: no slow start (tested in test_isolation.py)."""
+    pace = s.pace(endpoint_id)
+    assert pace is not None
+    pace.latency_s = 0.01
 
 
 def offered(s: Scheduler, capacity: int) -> dict[str, int]:
