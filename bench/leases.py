@@ -4,16 +4,19 @@ brought them and of the commit before it, alternating in the same run on the sam
 Both with `outbox.lease_margin = 1s`, the shortest allowed: a renewal every third of a second,
 the most the heartbeat can cost (at the default 30 s margin it runs every 10 s).
 
-    .venv/bin/python bench/leases.py --before DIR --after DIR [--quick] [--reps N]
+    .venv/bin/python bench/leases.py [--before DIR --after DIR] [--quick] [--reps N]
 
-DIR: checkouts (e.g. `git worktree add --detach /tmp/before 6f2a113` and `... /tmp/after
-b6971f5`). The daemon runs from each with PYTHONPATH=DIR.
+DIR: checkouts; by default the two commits are exported with `git archive` (6f2a113, the
+last without renewed leases, and b6971f5, which brought them). The daemon runs from each
+with PYTHONPATH=DIR.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,17 @@ import throughput
 import wakeup
 
 SETTINGS = {"WEBHOOKD_OUTBOX_LEASE_MARGIN": "1s", "WEBHOOKD_LOG_LEVEL": "warning"}
+BEFORE, AFTER = "6f2a113", "b6971f5"
+
+
+def export(commit: str) -> str:
+    """The daemon of `commit`, exported from this repository into a temporary directory."""
+    target = Path(tempfile.mkdtemp(prefix=f"webhookd-{commit}-"))
+    archive = subprocess.run(
+        ["git", "archive", commit, "daemon"], cwd=common.REPO, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return str(target)
 
 
 def daemon_of(tree: str) -> tuple[dict[str, str], list[str]]:
@@ -76,9 +90,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = common.arguments(__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True, help="checkout without renewed leases")
-    parser.add_argument("--after", required=True, help="checkout with them")
+    parser.add_argument("--before", help=f"checkout without renewed leases (default {BEFORE})")
+    parser.add_argument("--after", help=f"checkout with them (default {AFTER})")
     parsed = parser.parse_args()
-    parsed.before = str(Path(parsed.before).resolve())
-    parsed.after = str(Path(parsed.after).resolve())
+    parsed.before = str(Path(parsed.before).resolve()) if parsed.before else export(BEFORE)
+    parsed.after = str(Path(parsed.after).resolve()) if parsed.after else export(AFTER)
     common.run(main, parsed)

@@ -34,6 +34,10 @@ BENCHES = [
     "endpoints",
     "import",
     "operator_queries",
+    "noisy",
+    "ordering",
+    "leases",
+    "claim_designs",
     "api",
 ]
 TIMEOUT_S = 20 * 60  # per benchmark; each bounds its own workload well below this
@@ -138,6 +142,34 @@ def headline(result: dict[str, Any]) -> str:
             f"start {s['startup_s']:.1f} s, RSS {s['daemon_peak_rss_mb']:.0f} MB, "
             f"fan-out commit {s['fanout_commit_s']:.2f} s"
             for s in r["sizes"]
+        ),
+        "noisy": lambda r: (
+            "; ".join(
+                f"{s['hanging']} hanging: healthy p50/p99 {s['healthy_p50_ms']:.0f}/"
+                f"{s['healthy_p99_ms']:.0f} ms, {s['healthy_slots_busy']:.1f} slots"
+                for s in r["scenarios"]
+            )
+            + f"; slow-but-healthy alone {r['slow_healthy_alone_per_s']:.2f}/s, "
+            f"beside others {r['slow_healthy_beside_per_s']:.2f}/s"
+        ),
+        "ordering": lambda r: (
+            "; ".join(
+                f"{s['rows_behind']:,} behind: claim {s['claim_ms']:.2f} ms, wake p50 "
+                f"{s['wakeup_p50_ms']:.1f} ms"
+                for s in r["sizes"]
+            )
+            + f" (claim {r['claim_ratio_largest_vs_smallest']:.2f}x; target <= 1.5)"
+        ),
+        "leases": lambda r: (
+            f"renewed leases: {r['rate_after_vs_before']:.3f}x the rate, "
+            f"{r['daemon_cpu_after_vs_before']:.3f}x the daemon CPU; wake p50 "
+            f"{r['before']['wakeup_p50_ms']:.2f} -> {r['after']['wakeup_p50_ms']:.2f} ms"
+        ),
+        "claim_designs": lambda r: (
+            f"busy: due index {r['busy']['due_index_claim_ms']:.1f} ms vs window "
+            f"{r['busy']['window_function_select_ms']:.1f} ms; distinct: "
+            f"{r['distinct']['due_index_claim_ms']:.1f} vs "
+            f"{r['distinct']['window_function_select_ms']:.1f} ms"
         ),
         "import": lambda r: (
             f"{r['endpoints']} endpoints imported in {r['import_s']:.1f} s ="

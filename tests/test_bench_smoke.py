@@ -28,6 +28,10 @@ ALL = [
     "peer_pgqueuer",
     "endpoints",
     "operator_queries",
+    "noisy",
+    "ordering",
+    "leases",
+    "claim_designs",
     "api",
 ]
 NEEDS_NO_DATABASE = {"http_ceiling", "log_event"}
