@@ -337,11 +337,11 @@ WITH o AS (
     RETURNING d.id, d.endpoint_id
 ), ins AS (
     INSERT INTO webhookd.attempts (delivery_id, attempt, started_at, duration_ms, status_code,
-                                   error_class, error, response_body, instance)
+                                   error_class, error, response_body, instance, endpoint_id)
     SELECT o.delivery_id, o.attempt, o.started_at, o.duration_ms, o.status_code,
-           o.error_class, o.attempt_error, o.response_body, $14
+           o.error_class, o.attempt_error, o.response_body, $14, d.endpoint_id
     FROM o
-    WHERE EXISTS (SELECT 1 FROM webhookd.deliveries d WHERE d.id = o.delivery_id)
+    JOIN webhookd.deliveries d ON d.id = o.delivery_id
 ), slot_freed AS (
     -- an endpoint at its shared max in flight waits for a slot: wake it when one frees
     INSERT INTO webhookd.endpoint_wakes (endpoint_id, due_at)
@@ -482,8 +482,8 @@ WITH upd AS (
     RETURNING d.id
 )
 INSERT INTO webhookd.attempts (delivery_id, attempt, started_at, duration_ms, status_code,
-                               error_class, error, instance)
-SELECT d.id, $3, now(), 0, $4, 'unrecordable', $5, $6
+                               error_class, error, instance, endpoint_id)
+SELECT d.id, $3, now(), 0, $4, 'unrecordable', $5, $6, d.endpoint_id
 FROM webhookd.deliveries d
 WHERE d.id = $1;
 

@@ -91,8 +91,9 @@ CREATE INDEX api_outbox_endpoint_idx ON webhookd.outbox (endpoint_id, created_at
     WHERE endpoint_id IS NOT NULL;
 
 -- Attempts of one endpoint, newest first, in pages: a page is an index range however many
--- attempts the endpoint has. The endpoint is copied from the delivery when the attempt is
--- written (a row trigger, so whoever writes attempts needs to know nothing of it).
+-- attempts the endpoint has. The daemon's outcome writes give the endpoint; for any other
+-- writer it is copied from the delivery (a row trigger that runs only then: it is not on the
+-- hot path).
 ALTER TABLE webhookd.attempts ADD COLUMN endpoint_id text;
 UPDATE webhookd.attempts a SET endpoint_id = d.endpoint_id
 FROM webhookd.deliveries d WHERE d.id = a.delivery_id;
@@ -109,7 +110,7 @@ END
 $$;
 
 CREATE TRIGGER attempt_endpoint BEFORE INSERT ON webhookd.attempts
-    FOR EACH ROW EXECUTE FUNCTION webhookd.attempt_endpoint();
+    FOR EACH ROW WHEN (NEW.endpoint_id IS NULL) EXECUTE FUNCTION webhookd.attempt_endpoint();
 
 CREATE INDEX api_attempts_endpoint_idx ON webhookd.attempts (endpoint_id, started_at, id)
     INCLUDE (status_code);
