@@ -128,6 +128,28 @@ def _transient(sqlstate: str | None) -> bool:
     return sqlstate in _TRANSIENT_STATES or sqlstate.startswith(_TRANSIENT_CLASSES)
 
 
+async def _connect(*args: Any, **kwargs: Any) -> Any:
+    """`asyncpg.connect`, never cancelled half-way. Cancelled inside its `create_connection`
+    (a daemon stopping while its health check opens a pool connection), asyncpg 0.30-0.32
+    leaves a future holding an exception nobody reads, which asyncio reports as an error
+    ("Future exception was never retrieved") at every quick stop. A cancelled caller lets the
+    attempt finish on its own (it is bounded by its `timeout`) and closes what it made."""
+    attempt = asyncio.ensure_future(asyncpg.connect(*args, **kwargs))
+    try:
+        return await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        attempt.add_done_callback(_close_abandoned)
+        raise
+
+
+def _close_abandoned(attempt: asyncio.Future[Any]) -> None:
+    """Done callback of a connection attempt whose caller left: read its outcome (so nothing
+    is reported as unretrieved) and close the connection, if one was made, at once."""
+    if attempt.cancelled() or attempt.exception() is not None:
+        return
+    attempt.result().terminate()
+
+
 async def _reset(_conn: Any) -> None:
     """Replaces asyncpg's server-side reset on release (`SELECT pg_advisory_unlock_all();
     CLOSE ALL; UNLISTEN *; RESET ALL`): a second round trip per claim and per outcome batch,
@@ -166,6 +188,7 @@ class Store:
                     # Statements are named and reused; a tiny cache is all we need.
                     statement_cache_size=64,
                     reset=_reset,
+                    connect=_connect,
                 )
         except DatabaseUnavailable as exc:
             raise DatabaseUnavailable(f"cannot connect to {redact_url(dsn)}: {exc}") from exc
@@ -235,7 +258,7 @@ class Store:
     ) -> Listener:
         """A dedicated connection that calls `on_notify(channel, payload)` for each NOTIFY."""
         with _connecting():
-            conn = await asyncpg.connect(self.dsn, timeout=5)
+            conn = await _connect(self.dsn, timeout=5)
         listener = Listener(conn)
         with _translated():
             for channel in channels:
