@@ -36,6 +36,11 @@ WITH local AS MATERIALIZED (
     LIMIT $2::int
     FOR UPDATE OF s SKIP LOCKED
 ), lim AS MATERIALIZED (
+    -- n: what the endpoint is granted; before: what the endpoints ahead of it are granted (the
+    -- walk reads no endpoint whose turn comes after the claim is full)
+    SELECT g.*, coalesce(sum(g.n) OVER (ORDER BY g.ord ROWS BETWEEN UNBOUNDED PRECEDING
+                                                      AND 1 PRECEDING), 0) AS before
+    FROM (
     SELECT q.*,
            CASE WHEN NOT q.live THEN 0
                 ELSE greatest(0, least(q.want, floor(q.tokens_now + 1e-9), q.slots,
@@ -61,6 +66,7 @@ WITH local AS MATERIALIZED (
                          1e6)::float8 AS burst
         ) b
     ) q
+    ) g
 ), cand AS MATERIALIZED (
     -- the first due deliveries of each endpoint, and for one with keyed deliveries due, up to
     -- $14::int more (to find the blocked ones); read, not locked: the endpoint's state row lock
@@ -90,6 +96,7 @@ WITH local AS MATERIALIZED (
                                AND k.ordering_key IS NOT NULL AND k.next_attempt_at <= now())
                          THEN $14::int ELSE 0 END
     ) c
+    WHERE l.before < $1::int
 ), ranked AS (
     SELECT c.*,
            row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.id) AS rank
@@ -121,7 +128,8 @@ WITH local AS MATERIALIZED (
     SELECT l.endpoint_id, l.live, l.rate, l.tokens_now, l.at, l.slots, l.want,
            (SELECT count(*) FROM picked p WHERE p.endpoint_id = l.endpoint_id)::int AS taken
     FROM lim l
-    WHERE (SELECT count(*) FROM picked) < $1::int OR l.ord <= (SELECT max(ord) FROM picked)
+    WHERE l.before < $1::int
+      AND ((SELECT count(*) FROM picked) < $1::int OR l.ord <= (SELECT max(ord) FROM picked))
 ), next_due AS MATERIALIZED (
     SELECT v.*,
            (SELECT d.next_attempt_at
@@ -151,27 +159,36 @@ WITH local AS MATERIALIZED (
     WHERE s.endpoint_id = x.endpoint_id
 ), token AS MATERIALIZED (
     SELECT nextval('webhookd.lease_tokens') AS token
+), lease AS MATERIALIZED (
+    SELECT l.endpoint_id, l.lease_s, l.version
+    FROM lim l
+    WHERE l.endpoint_id IN (SELECT p.endpoint_id FROM picked p)
 ), claimed AS (
+    -- by primary key, and nothing else joined to the rows' list: a join could be planned as
+    -- a scan of the whole table, or (the CTEs estimated at one row) as a nested loop probing
+    -- every picked id once per picked row; each row's lease and endpoint version are looked
+    -- up in the small `lease` list instead
     UPDATE webhookd.deliveries d
     SET status = 'delivering',
-        locked_until = now() + make_interval(secs => l.lease_s),
+        locked_until = now() + make_interval(
+            secs => (SELECT x.lease_s FROM lease x WHERE x.endpoint_id = d.endpoint_id)),
         locked_by = $11::text,
         lease_token = t.token,
         updated_at = now()
-    FROM picked p
-    JOIN lim l ON l.endpoint_id = p.endpoint_id
-    CROSS JOIN token t
+    FROM token t
     JOIN webhookd.outbox o ON true
     -- the payload's text once per row (OFFSET 0 keeps it from being inlined twice); one
     -- over $12 bytes comes back as NULL with its size, so it is refused without being loaded
     CROSS JOIN LATERAL (SELECT o.payload::text AS body OFFSET 0) b
-    -- by primary key: a join could be planned as a scan of the whole table
-    WHERE d.id = ANY (ARRAY(SELECT id FROM picked)) AND d.id = p.id
+    WHERE d.id = ANY (ARRAY(SELECT id FROM picked))
       AND o.id = d.message_id AND d.status = 'pending'
     RETURNING d.id, d.endpoint_id, d.attempts, d.attempt_base, d.ordering_key, o.msg_id,
               o.event_type, CASE WHEN octet_length(b.body) <= $12::int THEN b.body END AS payload,
               octet_length(b.body) AS payload_bytes, o.created_at, t.token AS lease_token,
-              l.lease_s::float8 AS lease_s, l.version AS endpoint_version
+              (SELECT x.lease_s FROM lease x WHERE x.endpoint_id = d.endpoint_id)::float8
+                  AS lease_s,
+              (SELECT x.version FROM lease x WHERE x.endpoint_id = d.endpoint_id)
+                  AS endpoint_version
 )
 SELECT c.*, NULL::int AS rate_limited FROM claimed c
 UNION ALL

@@ -30,8 +30,11 @@ async def test_two_daemons_share_one_token_bucket_per_endpoint(
     t = sorted(h.at for h in receiver.at("/rl"))
     assert len(t) == count
     assert window_violations(t, rate_per_s, burst) == []
-    # Not twice the rate: 20 at 10/s from a bucket of 2 take at least 1.8 s in all.
-    assert t[-1] - t[0] >= (count - burst) / rate_per_s - 0.05
+    # Not twice the rate: 20 at 10/s from a bucket of 2 take at least 1.8 s in all (twice the
+    # rate: 0.9 s). Tokens are granted on the database's clock and these are arrival times: the
+    # first request of a daemon also opens its connection, which on a loaded box shortened the
+    # span by 60 ms once.
+    assert t[-1] - t[0] >= (count - burst) / rate_per_s - 0.2
 
 
 async def test_explicit_max_in_flight_holds_across_daemons(
