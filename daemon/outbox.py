@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
 
 import structlog
 
@@ -69,6 +70,8 @@ class Claimer:
         self._on_claim = on_claim or (lambda _n: None)
         self._on_db_error = on_db_error or (lambda _op: None)
         self._quarantined: dict[str, float] = {}  # endpoint id -> monotonic time it ends
+        # from the last claim's summary row: when the next endpoint falls due, the db's now()
+        self._next_due: tuple[datetime | None, datetime | None] | None = None
         self._stale: set[str] = set()  # cached endpoints a NOTIFY said changed
         self._refresh_all = False  # the LISTEN connection was lost: changes may be missed
         self._wakes_pending = True
@@ -191,6 +194,7 @@ class Claimer:
         """One claim statement; its leases are held (and renewed) from the moment it is sent.
         If PostgreSQL refuses it, the due endpoints are claimed one at a time to find the one
         whose row causes it, which is left out for a while (logged); the others go on."""
+        self._next_due = None
         try:
             return await self._claim_once(quotas, capacity)
         except StoreError as refusal:
@@ -238,7 +242,11 @@ class Claimer:
         )
         claimed = [Delivery.from_record(r) for r in rows if r["id"] is not None]
         self._leases.add(claimed, sent_at)
-        self._scheduler.held_back(sum(r["rate_limited"] for r in rows if r["id"] is None))
+        for row in rows:
+            if row["id"] is None:  # the claim's summary row
+                self._scheduler.held_back(row["rate_limited"])
+                if only is None:
+                    self._next_due = (row["next_due_at"], row["db_now"])
         return claimed
 
     async def _attach_endpoints(self, claimed: list[Delivery]) -> None:
@@ -284,15 +292,19 @@ class Claimer:
 
     async def _next_wake_s(self, quotas: Quotas, *, got_some: bool) -> float | None:
         """When to claim again, short of a NOTIFY or a finishing attempt (which wake us):
-        when the next endpoint falls due (an index lookup, whatever the number of endpoints),
+        when the next endpoint falls due (the claim's summary row says; an index lookup when
+        there was no claim to say it, whatever the number of endpoints),
         or when one held back here (a pause, an empty bucket) may go on. An endpoint due now
         that this claim did not take (another daemon was claiming it) is looked at again
         soon, not at once."""
-        excluded = [*quotas.excluded(), *self._quarantined]
-        row = await self._store.fetchrow("next_due_at", excluded_ids=excluded)
+        if self._next_due is None:  # the claim did not say (it failed, or was split up)
+            excluded = [*quotas.excluded(), *self._quarantined]
+            row = await self._store.fetchrow("next_due_at", excluded_ids=excluded)
+            self._next_due = (row["due_at"], row["db_now"]) if row is not None else (None, None)
+        due_at, db_now = self._next_due
         waits = [w for w in [self._scheduler.local_wait_s()] if w is not None]
-        if row is not None and row["due_at"] is not None:
-            gap_s = float((row["due_at"] - row["db_now"]).total_seconds())
+        if due_at is not None and db_now is not None:
+            gap_s = float((due_at - db_now).total_seconds())
             waits.append(gap_s if gap_s > 0 else (MIN_WAIT_S if got_some else RECHECK_S))
         return max(MIN_WAIT_S, min(waits)) if waits else None
 

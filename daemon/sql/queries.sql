@@ -157,6 +157,7 @@ WITH local AS MATERIALIZED (
         END
     FROM next_due x
     WHERE s.endpoint_id = x.endpoint_id
+    RETURNING s.due_at
 ), token AS MATERIALIZED (
     SELECT nextval('webhookd.lease_tokens') AS token
 ), lease AS MATERIALIZED (
@@ -190,16 +191,31 @@ WITH local AS MATERIALIZED (
               (SELECT x.version FROM lease x WHERE x.endpoint_id = d.endpoint_id)
                   AS endpoint_version
 )
-SELECT c.*, NULL::int AS rate_limited FROM claimed c
+SELECT c.*, NULL::int AS rate_limited, NULL::timestamptz AS next_due_at,
+       NULL::timestamptz AS db_now
+FROM claimed c
 UNION ALL
 -- one more row, with no delivery: how many endpoints served had due work their token bucket
--- held back (webhookd_rate_limited_waits_total)
+-- held back (webhookd_rate_limited_waits_total), and when the next endpoint this daemon
+-- could take falls due once this commits (as query next_due_at would say then, without its
+-- round trip): the earliest of the due times just set and of those of endpoints not served
 SELECT NULL::bigint, NULL::text, NULL::int, NULL::int, NULL::text, NULL::text, NULL::text,
        NULL::text, NULL::int, NULL::timestamptz, NULL::bigint, NULL::float8, NULL::bigint,
        (SELECT count(*) FROM next_due x
         WHERE x.rate IS NOT NULL AND x.live AND x.next_at <= now()
           AND floor(x.tokens_now + 1e-9) < least(x.want, coalesce(x.slots, x.want), $13::int)
-       )::int;
+       )::int,
+       least(
+           (SELECT min(x.due_at) FROM state x),
+           (SELECT s.due_at
+            FROM webhookd.endpoint_state s
+            WHERE s.due_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM local l
+                              WHERE l.endpoint_id = s.endpoint_id AND l.n <= 0)
+              AND s.endpoint_id NOT IN (SELECT v.endpoint_id FROM served v)
+            ORDER BY s.due_at
+            LIMIT 1)),
+       now();
 
 -- name: absorb_wakes
 -- Fold up to $1 wakes (migrations/0008_due_endpoints.sql) into their endpoints' due_at:
