@@ -90,7 +90,7 @@ class Delivery:
             endpoint_id=rec["endpoint_id"],
             msg_id=rec["msg_id"],
             event_type=rec["event_type"],
-            payload=b"" if payload is None else payload.encode(),
+            payload=b"" if payload is None else payload,
             attempt=rec["attempts"] + 1,
             created_at_s=rec["created_at"].timestamp(),
             attempt_base=rec["attempt_base"],

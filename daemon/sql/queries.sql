@@ -184,7 +184,11 @@ WITH local AS MATERIALIZED (
     WHERE d.id = ANY (ARRAY(SELECT id FROM picked))
       AND o.id = d.message_id AND d.status = 'pending'
     RETURNING d.id, d.endpoint_id, d.attempts, d.attempt_base, d.ordering_key, o.msg_id,
-              o.event_type, CASE WHEN octet_length(b.body) <= $12::int THEN b.body END AS payload,
+              o.event_type,
+              -- as bytes: they are signed and sent as they are (no decoding into a str here
+              -- to encode it again there)
+              CASE WHEN octet_length(b.body) <= $12::int THEN convert_to(b.body, 'UTF8')
+              END AS payload,
               octet_length(b.body) AS payload_bytes, o.created_at, t.token AS lease_token,
               (SELECT x.lease_s FROM lease x WHERE x.endpoint_id = d.endpoint_id)::float8
                   AS lease_s,
@@ -200,7 +204,7 @@ UNION ALL
 -- could take falls due once this commits (as query next_due_at would say then, without its
 -- round trip): the earliest of the due times just set and of those of endpoints not served
 SELECT NULL::bigint, NULL::text, NULL::int, NULL::int, NULL::text, NULL::text, NULL::text,
-       NULL::text, NULL::int, NULL::timestamptz, NULL::bigint, NULL::float8, NULL::bigint,
+       NULL::bytea, NULL::int, NULL::timestamptz, NULL::bigint, NULL::float8, NULL::bigint,
        (SELECT count(*) FROM next_due x
         WHERE x.rate IS NOT NULL AND x.live AND x.next_at <= now()
           AND floor(x.tokens_now + 1e-9) < least(x.want, coalesce(x.slots, x.want), $13::int)

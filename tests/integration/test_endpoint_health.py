@@ -213,7 +213,8 @@ async def test_streak_within_one_batch_follows_the_order_attempts_finished(
 async def _lease_row(harness: Harness, delivery_id: int) -> Any:
     return await harness.conn.fetchrow(
         "SELECT d.id, d.endpoint_id, d.attempts, d.attempt_base, o.msg_id, o.event_type,"
-        " o.payload::text AS payload, o.created_at, d.lease_token, d.ordering_key,"
+        " convert_to(o.payload::text, 'UTF8') AS payload, o.created_at, d.lease_token,"
+        " d.ordering_key,"
         " octet_length(o.payload::text) AS payload_bytes, 30.0 AS lease_s, 1 AS endpoint_version"
         " FROM webhookd.deliveries d JOIN webhookd.outbox o ON o.id = d.message_id"
         " WHERE d.id = $1",
