@@ -174,6 +174,8 @@ async def test_resolver_passes_everything_when_private_networks_are_allowed() ->
         ("a\r\nX-Injected: 1", "U+000D"),
         ("nul\x00", "U+0000"),
         ("c1\x85x", "U+0085"),
+        ("del\x7f", "U+007F"),
+        ("last c1\x9f", "U+009F"),
         (" lead", "blank"),
         ("x" * 257, "257 characters"),
     ],
@@ -185,6 +187,6 @@ def test_msg_id_no_header_can_carry_is_an_invalid_message(msg_id: str, why: str)
     assert classify_exception(InvalidMessage("x"))[0] == "invalid_message"
 
 
-@pytest.mark.parametrize("msg_id", ["msg_2b0c", "order 17/2", "é-ü", "x" * 256])
+@pytest.mark.parametrize("msg_id", ["msg_2b0c", "order 17/2", "é-ü", "nbsp\xa0x~", "x" * 256])
 def test_ordinary_msg_ids_pass(msg_id: str) -> None:
     check_msg_id(msg_id)
