@@ -381,13 +381,14 @@ WITH o AS (
     JOIN webhookd.deliveries d ON d.id = o.delivery_id
 ), slot_freed AS (
     -- an endpoint at its shared max in flight waits for a slot: wake it when one frees
+    -- (each endpoint of the batch once, not each outcome)
     INSERT INTO webhookd.endpoint_wakes (endpoint_id, due_at)
-    SELECT DISTINCT u.endpoint_id, now()
-    FROM upd u
-    JOIN webhookd.endpoints e ON e.id = u.endpoint_id
-    WHERE e.max_in_flight IS NOT NULL
+    SELECT c.endpoint_id, now()
+    FROM (SELECT DISTINCT u.endpoint_id FROM upd u) c
+    WHERE EXISTS (SELECT 1 FROM webhookd.endpoints e
+                  WHERE e.id = c.endpoint_id AND e.max_in_flight IS NOT NULL)
       AND EXISTS (SELECT 1 FROM webhookd.deliveries p
-                  WHERE p.endpoint_id = u.endpoint_id AND p.status = 'pending')
+                  WHERE p.endpoint_id = c.endpoint_id AND p.status = 'pending')
 ), seen AS (
     -- per endpoint, in the order the attempts finished: which came after its last success
     SELECT u.endpoint_id, o.ok, o.started_at,
