@@ -189,23 +189,33 @@ class Deliverer:
             await self._session.close()
             self._session = None
 
-    def headers(self, endpoint: Endpoint, delivery: Delivery, signer: Signer) -> dict[str, str]:
-        """Custom headers first, so they can never replace a signature or content type."""
+    def headers(
+        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, body: bytes
+    ) -> dict[str, str]:
+        """Custom headers first, so they can never replace a signature or content type.
+        The signature is over `body`, the bytes sent."""
         check_msg_id(delivery.msg_id)
         headers = dict(endpoint.headers)
         headers["Content-Type"] = "application/json"
         headers["User-Agent"] = self._user_agent
-        headers.update(signer.headers(delivery.msg_id, int(self._clock()), delivery.payload))
+        headers.update(signer.headers(delivery.msg_id, int(self._clock()), body))
         return headers
 
     async def attempt(
-        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, timeout_s: float
+        self,
+        endpoint: Endpoint,
+        delivery: Delivery,
+        signer: Signer,
+        timeout_s: float,
+        body: bytes | None = None,
     ) -> AttemptResult:
+        """POST `body` (a chat endpoint's rendered message), or by default the payload."""
         started = self._clock()
         t0 = time.monotonic()
+        sent = delivery.payload if body is None else body
         try:
             self._check(endpoint.url)
-            status, body, retry_after = await self._post(endpoint, delivery, signer, timeout_s)
+            status, got, retry_after = await self._post(endpoint, delivery, signer, timeout_s, sent)
         except Exception as exc:  # every failure is a recorded attempt, never a crash
             error_class, text = classify_exception(exc)
             if error_class == "timeout":  # str(TimeoutError()) is empty: say what ran out
@@ -216,7 +226,7 @@ class Deliverer:
         duration = time.monotonic() - t0
         if 200 <= status < 300:
             return AttemptResult(
-                started, duration, status, response_body=body[: self._keep], started_mono=t0
+                started, duration, status, response_body=got[: self._keep], started_mono=t0
             )
         return AttemptResult(
             started,
@@ -224,7 +234,7 @@ class Deliverer:
             status,
             f"http_{status}",
             f"HTTP {status}",
-            body[: self._keep],
+            got[: self._keep],
             retry_after,
             started_mono=t0,
         )
@@ -251,14 +261,14 @@ class Deliverer:
         return timeout
 
     async def _post(
-        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, timeout_s: float
+        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, timeout_s: float, body: bytes
     ) -> tuple[int, bytes, float | None]:
         assert self._session is not None, "Deliverer.start() was not called"
         timeout = self._timeout(timeout_s)
         async with self._session.post(
             endpoint.url,
-            data=delivery.payload,
-            headers=self.headers(endpoint, delivery, signer),
+            data=body,
+            headers=self.headers(endpoint, delivery, signer, body),
             allow_redirects=False,
             timeout=timeout,
         ) as resp:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from daemon.templates import ChatPayload
 
 # Failures that say nothing about the endpoint's health (policy refusals, our own limits): they
 # feed neither the circuit breaker nor the failing streak that disables an endpoint.
@@ -49,6 +52,9 @@ class Endpoint:
     retry_schedule_s: tuple[float, ...] | None = None  # None: delivery.retry_schedule
     event_types: tuple[str, ...] = ()  # empty: every event type
     version: int = 0  # bumped on every change; lets caches notice
+    # Slack, Discord or Teams: the body is rendered from templates parsed once, when the
+    # settings were loaded. None: the payload is sent as it is (raw).
+    chat: ChatPayload | None = None
 
 
 @dataclass(frozen=True, slots=True)
