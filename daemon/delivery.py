@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from daemon.egress import Egress, Proxy
 from daemon.errors import DestinationRefused
 from daemon.models import AttemptResult, Delivery, Endpoint
 from daemon.retry import parse_retry_after
@@ -111,6 +112,7 @@ def check_msg_id(msg_id: str) -> None:
 _ERROR_CLASSES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
     (DestinationRefused, "refused_destination"),
     (InvalidMessage, "invalid_message"),
+    (aiohttp.ClientProxyConnectionError, "proxy_unreachable"),
     ((asyncio.TimeoutError, aiohttp.ServerTimeoutError), "timeout"),
     (aiohttp.ClientConnectorCertificateError, "tls_certificate"),
     ((aiohttp.ClientConnectorSSLError, aiohttp.ClientSSLError, ssl.SSLError), "tls_error"),
@@ -125,8 +127,15 @@ _ERROR_CLASSES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...
 )
 
 
+# The proxy's answer to CONNECT, not the receiver's: its own classes. (tinyproxy answers 401
+# to wrong credentials, 407 to none.)
+_PROXY_STATUSES = {401: "proxy_auth", 403: "proxy_refused", 407: "proxy_auth"}
+
+
 def classify_exception(exc: BaseException) -> tuple[str, str]:
     """(error_class, short text) for a failed attempt; the text never holds header values."""
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return _PROXY_STATUSES.get(exc.status, "proxy_error"), _short(exc)
     causes = [c for c in (exc, getattr(exc, "os_error", None), exc.__cause__) if c is not None]
     for kinds, name in _ERROR_CLASSES:
         if any(isinstance(c, kinds) for c in causes):
@@ -153,6 +162,8 @@ class Deliverer:
         resolver: AbstractResolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.time,
+        proxy: str = "",
+        no_proxy: tuple[str, ...] = (),
     ) -> None:
         self._user_agent = user_agent
         self._max_read = max_response_bytes
@@ -163,6 +174,10 @@ class Deliverer:
         self._ssl = ssl_context or ssl.create_default_context()
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
+        # Deliveries through a proxy have their own session: the only name it resolves is the
+        # proxy's (an internal address the destination guard would refuse), never a destination.
+        self._egress = Egress(proxy, no_proxy)
+        self._proxy_session: aiohttp.ClientSession | None = None
         # Per URL, the refusal `check_url` gives (None: allowed); per value, a ClientTimeout.
         # Both depend only on their key, and computing them per attempt showed in profiles.
         self._verdicts: dict[str, DestinationRefused | None] = {}
@@ -177,17 +192,34 @@ class Deliverer:
             ttl_dns_cache=10,
             enable_cleanup_closed=True,
         )
-        self._session = aiohttp.ClientSession(
+        self._session = self._new_session(connector)
+
+    @staticmethod
+    def _new_session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,  # a compressed body could be a bomb; we keep raw bytes
             skip_auto_headers=("Accept-Encoding",),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
+    def _through_proxy(self) -> aiohttp.ClientSession:
+        if self._proxy_session is None:
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                resolver=self._resolver or aiohttp.ThreadedResolver(),
+                ssl=self._ssl,  # TLS to the destination, through the tunnel, still verified
+                ttl_dns_cache=10,
+                enable_cleanup_closed=True,
+            )
+            self._proxy_session = self._new_session(connector)
+        return self._proxy_session
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._proxy_session):
+            if session is not None:
+                await session.close()
+        self._session = self._proxy_session = None
 
     def headers(
         self, endpoint: Endpoint, delivery: Delivery, signer: Signer, body: bytes
@@ -213,17 +245,23 @@ class Deliverer:
         started = self._clock()
         t0 = time.monotonic()
         sent = delivery.payload if body is None else body
+        proxy: Proxy | None = None
         try:
             self._check(endpoint.url)
-            status, got, retry_after = await self._post(endpoint, delivery, signer, timeout_s, sent)
+            if self._egress.default is not None or endpoint.proxy is not None:
+                proxy = self._egress.route(endpoint.url, endpoint.proxy)
+            status, got, retry_after = await self._post(
+                endpoint, delivery, signer, timeout_s, sent, proxy
+            )
         except Exception as exc:  # every failure is a recorded attempt, never a crash
-            error_class, text = classify_exception(exc)
-            if error_class == "timeout":  # str(TimeoutError()) is empty: say what ran out
-                text = f"no complete response within {timeout_s:g}s"
+            error_class, text = self._failure(exc, proxy, timeout_s)
             return AttemptResult(
                 started, time.monotonic() - t0, None, error_class, text, started_mono=t0
             )
         duration = time.monotonic() - t0
+        if status == 407 and proxy is not None:  # a forwarded http:// request: the proxy's
+            text = "the proxy answered 407 Proxy Authentication Required"
+            return AttemptResult(started, duration, None, "proxy_auth", text, started_mono=t0)
         if 200 <= status < 300:
             return AttemptResult(
                 started, duration, status, response_body=got[: self._keep], started_mono=t0
@@ -238,6 +276,18 @@ class Deliverer:
             retry_after,
             started_mono=t0,
         )
+
+    @staticmethod
+    def _failure(exc: Exception, proxy: Proxy | None, timeout_s: float) -> tuple[str, str]:
+        error_class, text = classify_exception(exc)
+        if error_class == "timeout":  # str(TimeoutError()) is empty: say what ran out
+            text = f"no complete response within {timeout_s:g}s"
+        if proxy is None:
+            return error_class, text
+        # The proxy's own name not resolving, or refusing connections, is the proxy down.
+        if isinstance(exc, aiohttp.ClientConnectorError) and exc.host == proxy.host:
+            error_class = "proxy_unreachable"
+        return error_class, proxy.redact(text)
 
     def _check(self, url: str) -> None:
         if url not in self._verdicts:
@@ -261,16 +311,29 @@ class Deliverer:
         return timeout
 
     async def _post(
-        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, timeout_s: float, body: bytes
+        self,
+        endpoint: Endpoint,
+        delivery: Delivery,
+        signer: Signer,
+        timeout_s: float,
+        body: bytes,
+        proxy: Proxy | None,
     ) -> tuple[int, bytes, float | None]:
         assert self._session is not None, "Deliverer.start() was not called"
-        timeout = self._timeout(timeout_s)
-        async with self._session.post(
+        session, headers = self._session, self.headers(endpoint, delivery, signer, body)
+        if proxy is not None:
+            session = self._through_proxy()
+            if proxy.headers and endpoint.url.startswith("http:"):
+                # Forwarded, not tunnelled: aiohttp puts proxy_headers on CONNECT only.
+                headers.update(proxy.headers)
+        async with session.post(
             endpoint.url,
             data=body,
-            headers=self.headers(endpoint, delivery, signer, body),
+            headers=headers,
             allow_redirects=False,
-            timeout=timeout,
+            timeout=self._timeout(timeout_s),
+            proxy=None if proxy is None else proxy.url,
+            proxy_headers=None if proxy is None else proxy.headers,
         ) as resp:
             body = await self._read_capped(resp)
             retry_after = None

@@ -147,6 +147,7 @@ async def _insert(tx: Tx, batch: tuple[tuple[Imported, EndpointSpec], ...], box:
         payload_formats=arrays["payload_format"],
         payload_templates=arrays["payload_template"],
         payload_titles=arrays["payload_title"],
+        proxies=arrays["proxy"],
     )
     if len(inserted) < len(batch):
         taken = _not_inserted(batch, {r["id"] for r in inserted})

@@ -61,6 +61,7 @@ class EndpointUpdate:
     payload_format: str | Keep = KEEP
     template: str | Keep | None = KEEP  # None or "": the format's default text
     title: str | Keep | None = KEEP
+    proxy: str | Keep | None = KEEP  # None: delivery.proxy
 
     def changed(self) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) is not KEEP]
@@ -134,6 +135,7 @@ def updated_spec(rec: Record, c: EndpointUpdate) -> EndpointSpec:
         payload_format=payload_format,
         template=template,
         title=title,
+        proxy=_pick(c.proxy, rec["proxy"]),
     )
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from daemon import units
+from daemon.egress import NONE, parse_proxy
 from daemon.errors import ConfigError, NotFound
 from daemon.models import Endpoint, SignatureSpec
 from daemon.secretbox import PLAINTEXT, PREFIX, SecretBox, SecretKeyError, is_sealed
@@ -76,6 +77,7 @@ class EndpointSpec:
     payload_format: str = RAW  # raw | slack | discord | teams
     template: str | None = None  # None: the format's default text
     title: str | None = None  # teams only
+    proxy: str | None = None  # None: delivery.proxy; "none": direct; else an http:// URL
 
 
 def validate_url(url: str, *, allow_http: bool) -> None:
@@ -148,6 +150,19 @@ def validate_spec(spec: EndpointSpec, *, allow_http: bool) -> None:
     if spec.secret is not None:
         _check_secret(spec.signature, spec.secret)
     check_chat(spec.payload_format, spec.template, spec.title)
+    if spec.proxy is not None:
+        try:
+            endpoint_proxy(spec.proxy)
+        except ValueError as exc:
+            raise ConfigError("--proxy", str(exc)) from None
+
+
+def endpoint_proxy(text: str | None) -> str | None:
+    """An endpoint's proxy setting, checked: None, `none`, or an http:// URL without
+    credentials (raises ValueError, never showing the value)."""
+    if text is not None and text != NONE:
+        parse_proxy(text, credentials=False)
+    return text
 
 
 def check_chat(payload_format: str, template: str | None, title: str | None) -> None:
@@ -276,6 +291,7 @@ def chat_columns(spec: EndpointSpec) -> dict[str, Any]:
         "payload_format": spec.payload_format,
         "payload_template": spec.template or None,
         "payload_title": spec.title or None,
+        "proxy": spec.proxy,
     }
 
 
@@ -313,6 +329,7 @@ def endpoint_from_record(
         event_types=tuple(rec["event_types"]),
         version=rec["version"],
         chat=chat_payload(rec["payload_format"], rec["payload_template"], rec["payload_title"]),
+        proxy=endpoint_proxy(rec["proxy"]),
     )
 
 

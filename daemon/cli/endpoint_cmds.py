@@ -24,6 +24,7 @@ from daemon.cli.common import (
     secret_box,
 )
 from daemon.config import Config
+from daemon.egress import redact_proxy
 from daemon.secretbox import is_sealed
 from daemon.signing import ED25519, parse_signature_option, public_key
 from daemon.templates import FORMATS, RAW
@@ -122,6 +123,12 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
         "--template", help="the message, e.g. '{{payload.device}} entered {{payload.zone}}'"
     )
     parser.add_argument("--title", help="the Teams card's title (a template too)")
+    parser.add_argument(
+        "--proxy",
+        metavar="URL|none",
+        help="this endpoint's forward proxy (http://host:port), or none: direct;"
+        " default: delivery.proxy",
+    )
 
 
 async def cmd_endpoint(args: argparse.Namespace, config: Config) -> int:
@@ -173,6 +180,7 @@ def _spec(args: argparse.Namespace) -> endpoints.EndpointSpec:
         payload_format=args.payload_format,
         template=args.template,
         title=args.title,
+        proxy=args.proxy,
     )
 
 
@@ -218,6 +226,7 @@ def endpoint_view(rec: Any) -> dict[str, Any]:
         "format": rec["payload_format"],
         "template": rec["payload_template"],
         "title": rec["payload_title"],
+        "proxy": None if rec["proxy"] is None else redact_proxy(rec["proxy"]),
     }
     for key in ("pending", "failed"):
         if key in rec:

@@ -42,6 +42,7 @@ OPTION_NAMES = {
     "payload_format": "format",
     "template": "template",
     "title": "title",
+    "proxy": "proxy",
 }
 
 
@@ -108,6 +109,13 @@ def register(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--template", default=KEEP, help="'' for the format's default text")
     p.add_argument("--title", default=KEEP, help="'' for none")
+    p.add_argument(
+        "--proxy",
+        type=or_default(str),
+        default=KEEP,
+        metavar="URL|none|default",
+        help="none: direct; default: delivery.proxy",
+    )
     p.add_argument("--json", action="store_true")
 
 
@@ -131,6 +139,7 @@ def update_from_args(args: argparse.Namespace) -> EndpointUpdate:
         payload_format=args.payload_format,
         template=args.template,
         title=args.title,
+        proxy=args.proxy,
     )
 
 

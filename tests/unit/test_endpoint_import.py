@@ -65,7 +65,7 @@ def test_only_url_is_required_and_null_means_the_default() -> None:
     assert set(FIELDS) == {
         "url", "tenant", "event_types", "rate", "burst", "max_in_flight", "headers",
         "signature", "secret", "timeout", "retry_schedule", "description", "id", "format",
-        "template", "title",
+        "template", "title", "proxy",
     }  # fmt: skip
 
 

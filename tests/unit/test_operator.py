@@ -106,6 +106,7 @@ def _row(**overrides: Any) -> dict[str, Any]:
         "payload_format": "raw",
         "payload_template": None,
         "payload_title": None,
+        "proxy": None,
     }
     return row | overrides
 

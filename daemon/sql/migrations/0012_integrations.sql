@@ -10,4 +10,9 @@ ALTER TABLE webhookd.endpoints
     ADD COLUMN payload_template text
         CONSTRAINT endpoints_payload_template_size CHECK (length(payload_template) <= 40000),
     ADD COLUMN payload_title text
-        CONSTRAINT endpoints_payload_title_size CHECK (length(payload_title) <= 40000);
+        CONSTRAINT endpoints_payload_title_size CHECK (length(payload_title) <= 40000),
+    -- Egress: NULL follows delivery.proxy, 'none' goes direct, else an http:// proxy URL
+    -- without credentials (a proxy that needs them is configured in delivery.proxy, so that
+    -- its password is never stored in the database).
+    ADD COLUMN proxy text
+        CONSTRAINT endpoints_proxy_size CHECK (length(proxy) <= 2048);
