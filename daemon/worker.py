@@ -198,7 +198,8 @@ class Worker:
         assert endpoint.chat is not None
         try:
             rendered = endpoint.chat.render(delivery)
-        except (ValueError, RecursionError) as exc:  # a payload nested past what is parsed
+        except (ValueError, TypeError, RecursionError) as exc:
+            # a payload nested deeper than the JSON parser or writer goes (jsonb allows it)
             return AttemptResult(
                 time.time(),
                 0.0,
