@@ -101,6 +101,8 @@ def parse_no_proxy_entry(entry: str) -> str:
     text = entry.strip().lower()
     if text == "*":
         return text
+    if text.startswith("[") and text.endswith("]"):  # an IPv6 address as URLs write it
+        text = text[1:-1]
     try:
         return str(ipaddress.ip_network(text, strict=False))
     except ValueError:

@@ -4,10 +4,6 @@ not parse are refused where they are given."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +14,7 @@ from daemon.models import SignatureSpec
 from daemon.service import Service
 from tests.integration.conftest import Harness, Receiver
 from tests.receivers import spatialflow_receiver_accepts
-
-_SCRIPT = Path(sys.executable).with_name("webhookd")
-WEBHOOKD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "daemon"]
+from tests.webhookd_cli import Cli
 
 SEED_EVENT = {
     "event_type": "entry",
@@ -29,50 +23,6 @@ SEED_EVENT = {
     "location": {"latitude": 37.7749, "longitude": -122.4194},
 }
 SLACK_TEMPLATE = "🚗 {{payload.device_name}} entered {{payload.geofence_name}}"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def err_lines(self) -> list[str]:
-        return self.err.splitlines()
-
-    def json(self) -> Any:
-        return orjson.loads(self.out)
-
-
-@dataclass
-class Cli:
-    """The real `webhookd` command against the test's database (no configuration file)."""
-
-    dsn: str
-
-    async def __call__(self, *args: str) -> Result:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKD_")}
-        env |= {
-            "WEBHOOKD_DATABASE_URL": self.dsn,
-            "WEBHOOKD_DELIVERY_ALLOW_INSECURE_HTTP": "true",
-        }
-        proc = await asyncio.create_subprocess_exec(
-            *WEBHOOKD,
-            *args,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode is not None
-        return Result(proc.returncode, out.decode(), err.decode())
-
-    async def add(self, *args: str) -> str:
-        result = await self("endpoint", "add", *args, "--json")
-        assert result.code == 0, result.err
-        return str(result.json()["id"])
 
 
 @pytest.fixture

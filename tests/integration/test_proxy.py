@@ -19,6 +19,7 @@ from daemon.service import Service
 from tests.integration import conftest as itc
 from tests.integration.conftest import Harness, Receiver
 from tests.proxy_support import VIA_NAME, TinyProxy, free_port, tinyproxy, tinyproxy_binary
+from tests.webhookd_cli import Cli
 
 PASSWORD = "pr0xy-S3cret"
 
@@ -222,3 +223,26 @@ def test_tinyproxy_log_is_read_as_request_lines(tmp_path: Path) -> None:
         "INFO      Dec 04 23:24:37.632 [1]: No upstream proxy for a\n"
     )
     assert TinyProxy(1, log).requests() == ["GET http://a/ HTTP/1.1"]
+
+
+async def test_endpoint_proxy_is_set_shown_reset_and_refused_with_credentials(
+    db_dsn: str,
+) -> None:
+    cli = Cli(db_dsn)
+    ep = await cli.add("https://hooks.example.com/x", "--proxy", "http://egress.internal:3128")
+    shown = (await cli("endpoint", "show", ep, "--json")).json()
+    assert shown["proxy"] == "http://egress.internal:3128"
+    direct = await cli("endpoint", "update", ep, "--proxy", "none")
+    assert direct.code == 0, direct.err
+    assert (await cli("endpoint", "show", ep, "--json")).json()["proxy"] == "none"
+    reset = await cli("endpoint", "update", ep, "--proxy", "default")
+    assert reset.code == 0, reset.err
+    assert (await cli("endpoint", "show", ep, "--json")).json()["proxy"] is None
+    refused = await cli("endpoint", "update", ep, "--proxy", f"http://u:{PASSWORD}@egress:3128")
+    assert refused.code == 2 and PASSWORD not in refused.err
+    assert refused.err_lines == [
+        "webhookd: error: --proxy: must not hold credentials (they would be stored in the"
+        " database): give a proxy that needs them in delivery.proxy"
+    ]
+    bad = await cli("endpoint", "add", "https://hooks.example.com/y", "--proxy", "socks5://x:1")
+    assert bad.code == 2 and "--proxy: must be an http://host:port proxy URL" in bad.err

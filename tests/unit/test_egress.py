@@ -51,7 +51,7 @@ def test_an_endpoints_own_proxy_may_not_hold_credentials() -> None:
 
 def test_no_proxy_matches_names_with_their_subdomains_addresses_and_blocks() -> None:
     entries = tuple(
-        parse_no_proxy_entry(e) for e in ("Internal.Example", ".corp", "10.0.0.0/8", "::1")
+        parse_no_proxy_entry(e) for e in ("Internal.Example", ".corp", "10.0.0.0/8", "[::1]")
     )
     assert entries == ("internal.example", "corp", "10.0.0.0/8", "::1/128")
     rules = NoProxy(entries)
