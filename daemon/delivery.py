@@ -2,7 +2,8 @@
 
 The destination guard lives in the resolver, so the address checked is the address
 connected to (a name cannot resolve to a public address for the check and a private one
-for the connection). IP literals never reach a resolver and are checked up front.
+for the connection). IP literals never reach a resolver and are checked up front. Through a
+forward proxy (egress.py) the proxy resolves destinations; only its own name is resolved here.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ _ERROR_CLASSES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...
 # The proxy's answer to CONNECT, not the receiver's: its own classes. (tinyproxy answers 401
 # to wrong credentials, 407 to none.)
 _PROXY_STATUSES = {401: "proxy_auth", 403: "proxy_refused", 407: "proxy_auth"}
+_CONNECT_CLASSES = frozenset({"dns_error", "connect_refused", "connect_error"})
 
 
 def classify_exception(exc: BaseException) -> tuple[str, str]:
@@ -285,7 +287,11 @@ class Deliverer:
         if proxy is None:
             return error_class, text
         # The proxy's own name not resolving, or refusing connections, is the proxy down.
-        if isinstance(exc, aiohttp.ClientConnectorError) and exc.host == proxy.host:
+        if (
+            error_class in _CONNECT_CLASSES
+            and isinstance(exc, aiohttp.ClientConnectorError)
+            and (exc.host, exc.port) == (proxy.host, proxy.port)
+        ):
             error_class = "proxy_unreachable"
         return error_class, proxy.redact(text)
 

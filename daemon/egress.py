@@ -27,6 +27,7 @@ class Proxy:
 
     url: str
     host: str = ""
+    port: int = 80
     headers: dict[str, str] | None = field(default=None, hash=False, compare=False)
     secrets: tuple[str, ...] = ()  # texts that must never be shown (the password, as given)
 
@@ -65,11 +66,12 @@ def parse_proxy(text: str, *, credentials: bool = True) -> Proxy:
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}" + (f":{port}" if port is not None else "")
     if user is None and password is None:
-        return Proxy(url, host)
+        return Proxy(url, host, port or 80)
     login, secret = unquote(user or ""), unquote(password or "")
     token = base64.b64encode(f"{login}:{secret}".encode()).decode("ascii")
     secrets = tuple(s for s in {secret, password or ""} if s)
-    return Proxy(url, host, {"Proxy-Authorization": f"Basic {token}"}, (*secrets, token))
+    auth = {"Proxy-Authorization": f"Basic {token}"}
+    return Proxy(url, host, port or 80, auth, (*secrets, token))
 
 
 def _valid_host(host: str) -> bool:

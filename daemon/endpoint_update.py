@@ -200,4 +200,5 @@ async def _write(
         ),
         scheme_changed=new_scheme,
         **chat_columns(spec),
+        proxy=spec.proxy,
     )

@@ -282,6 +282,7 @@ def stored_columns(spec: EndpointSpec, secret: str, box: SecretBox) -> dict[str,
             else [round(s * 1000) for s in spec.retry_schedule_s]
         ),
         **chat_columns(spec),
+        "proxy": spec.proxy,
     }
 
 
@@ -291,7 +292,6 @@ def chat_columns(spec: EndpointSpec) -> dict[str, Any]:
         "payload_format": spec.payload_format,
         "payload_template": spec.template or None,
         "payload_title": spec.title or None,
-        "proxy": spec.proxy,
     }
 
 

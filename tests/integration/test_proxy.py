@@ -4,6 +4,7 @@ classified as the proxy's, and its credentials never shown."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from structlog.testing import capture_logs
 
 from daemon.service import Service
@@ -63,11 +65,27 @@ def trusting(ca: trustme.CA) -> ssl.SSLContext:
     return ctx
 
 
+class NoNames(AbstractResolver):
+    """A resolver for which no name exists (the proxy's own name cannot be resolved)."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        raise OSError(f"no such host {host}")
+
+    async def close(self) -> None:
+        pass
+
+
 @asynccontextmanager
 async def daemon(
-    dsn: str, ssl_context: ssl.SSLContext | None = None, **delivery: Any
+    dsn: str,
+    ssl_context: ssl.SSLContext | None = None,
+    resolver: AbstractResolver | None = None,
+    **delivery: Any,
 ) -> AsyncIterator[Service]:
-    service = Service(itc.daemon_config(dsn, delivery=delivery), ssl_context=ssl_context)
+    config = itc.daemon_config(dsn, delivery=delivery)
+    service = Service(config, ssl_context=ssl_context, resolver=resolver)
     await service.start()
     try:
         yield service
@@ -214,6 +232,16 @@ async def test_a_proxy_that_is_down_gives_retries_with_proxy_unreachable(
         attempts = await wait_attempts(harness, ep, 2)  # the first failure was retried
     assert [a["error_class"] for a in attempts[:2]] == ["proxy_unreachable"] * 2
     assert receiver.hits == []
+
+
+async def test_a_proxy_whose_name_does_not_resolve_is_proxy_unreachable(
+    harness: Harness, receiver: Receiver, db_dsn: str
+) -> None:
+    ep, _ = await harness.endpoint(receiver.url("/hook"))
+    async with daemon(db_dsn, resolver=NoNames(), proxy="http://egress.internal:3128"):
+        await harness.enqueue(endpoint_id=ep)
+        [attempt, *_] = await wait_attempts(harness, ep, 1)
+    assert attempt["error_class"] == "proxy_unreachable" and receiver.hits == []
 
 
 def test_tinyproxy_log_is_read_as_request_lines(tmp_path: Path) -> None:
