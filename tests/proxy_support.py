@@ -50,6 +50,20 @@ def _install() -> str:
     return why
 
 
+def ensure_installed() -> int:
+    """`python -m tests.proxy_support` (make test, before pytest: an install can outlast a
+    test's timeout): 0 when tinyproxy is there or was installed; 1 only under CI."""
+    if _found() is not None:
+        return 0
+    why = _install()
+    if _found() is not None:
+        print("tinyproxy installed for the forward-proxy tests")
+        return 0
+    print(f"tinyproxy could not be installed: {why}; the forward-proxy tests", end=" ")
+    print("fail under CI" if os.environ.get("CI") else "will be skipped")
+    return 1 if os.environ.get("CI") else 0
+
+
 def tinyproxy_binary() -> str:
     """The tinyproxy executable, installed if need be; fails under CI, skips elsewhere."""
     found = _found()
@@ -169,3 +183,7 @@ async def _accepting(port: int, proc: asyncio.subprocess.Process, timeout_s: flo
         writer.close()
         await writer.wait_closed()
         return
+
+
+if __name__ == "__main__":
+    raise SystemExit(ensure_installed())
