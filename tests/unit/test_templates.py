@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.models import Delivery
 from daemon.templates import (
@@ -158,3 +160,30 @@ def test_parsed_templates_compare_equal_so_cached_endpoints_match() -> None:
     assert chat_payload("slack", "{{msg_id}}", None) == ChatPayload(
         "slack", parse_template("{{msg_id}}")
     )
+
+
+# What a jsonb string can hold: no lone surrogates, no U+0000.
+JSONB_TEXT = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    value=st.text(JSONB_TEXT, max_size=3000),
+    literal=st.text(JSONB_TEXT, max_size=50).filter(lambda t: "{" not in t),
+    fmt=st.sampled_from(["slack", "discord", "teams"]),
+)
+def test_any_text_in_the_payload_or_the_template_gives_valid_json_within_the_limit(
+    value: str, literal: str, fmt: str
+) -> None:
+    chat = chat_payload(fmt, literal + "{{payload.v}}" * 20, None)
+    assert chat is not None
+    body = chat.render(delivery({"v": value})).body
+    parsed = orjson.loads(body)
+    if fmt == "teams":
+        text = parsed["text"]
+        assert len(body) <= TEAMS_MAX_BYTES
+    else:
+        text = parsed["text" if fmt == "slack" else "content"]
+        assert utf16_units(text) <= (SLACK_MAX_CHARS if fmt == "slack" else DISCORD_MAX_CHARS)
+    full = literal + value * 20
+    assert text == full or (text.endswith(ELLIPSIS) and full.startswith(text[:-1]))
