@@ -161,6 +161,21 @@ async def test_http_is_forwarded_while_no_proxy_hosts_and_proxy_none_go_direct(
     assert len(requests) == 1
 
 
+async def test_a_redirect_through_the_proxy_is_not_followed(
+    harness: Harness, receiver: Receiver, db_dsn: str, tinyproxy_bin: str, tmp_path: Path
+) -> None:
+    elsewhere = receiver.url("/elsewhere")
+    receiver.on("/moved", lambda hit, n: web.Response(status=302, headers={"Location": elsewhere}))
+    async with tinyproxy(tinyproxy_bin, tmp_path) as proxy:
+        ep, _ = await harness.endpoint(receiver.url("/moved"), retry_schedule_s=())
+        async with daemon(db_dsn, proxy=proxy.url):
+            await harness.enqueue(endpoint_id=ep)
+            await harness.wait_status("failed", 1, ep)
+    [attempt] = await attempts_of(harness, ep)
+    assert (attempt["status_code"], attempt["error_class"]) == (302, "http_302")
+    assert receiver.at("/elsewhere") == [] and VIA_NAME in via(receiver.at("/moved")[0])
+
+
 async def test_proxy_credentials_work_and_a_wrong_password_is_proxy_auth_never_shown(
     harness: Harness,
     receiver: Receiver,
