@@ -4,6 +4,7 @@ delivery.no_proxy keys, and its credentials kept out of every error and display.
 from __future__ import annotations
 
 import base64
+import random
 
 import pytest
 
@@ -12,6 +13,8 @@ from daemon.config import Config, config_as_dict, load_config
 from daemon.egress import Egress, NoProxy, parse_no_proxy_entry, parse_proxy, redact_proxy
 from daemon.endpoints import EndpointSpec, validate_spec
 from daemon.errors import ConfigError
+from daemon.models import AttemptResult
+from daemon.retry import decide
 
 SECRET = "p@ss:w0rd"
 PROXY = "http://egress:p%40ss%3Aw0rd@egress.internal:3128"
@@ -134,3 +137,15 @@ def test_an_endpoint_proxy_is_checked_as_add_checks_it_without_echoing_it() -> N
         validate_spec(EndpointSpec(url, proxy=PROXY), allow_http=False)
     assert caught.value.key == "--proxy" and "must not hold credentials" in caught.value.why
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "error_class", ["proxy_unreachable", "proxy_auth", "proxy_refused", "proxy_error"]
+)
+def test_the_proxys_failures_are_retried_but_say_nothing_about_the_endpoint(
+    error_class: str,
+) -> None:
+    result = AttemptResult(0.0, 0.01, None, error_class, "the proxy")
+    assert not result.about_endpoint
+    decision = decide(1, result, (5.0,), jitter=0.0, rng=random.Random(1), max_retry_after_s=60)
+    assert decision is not None and decision.retry
