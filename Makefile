@@ -51,6 +51,7 @@ demo: venv
 	$(BIN)/webhookd demo $(ARGS)
 
 test: venv
+	$(BIN)/python -m tests.proxy_support
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Every benchmark, 3 repetitions each (~30 min on 2 cores): bench/results/latest.json.

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from daemon import __version__
+from daemon.egress import parse_no_proxy_entry, parse_proxy, redact_proxy
 from daemon.errors import ConfigError
 from daemon.units import (
     DAY_S,
@@ -124,6 +125,9 @@ class DeliveryConfig:
     slow_after_s: float = 2.0  # the least an attempt runs before it counts as slow
     drain_timeout_s: float = 30.0
     user_agent: str = DEFAULT_USER_AGENT
+    # A forward proxy for every delivery ("": direct), and destinations that bypass it.
+    proxy: str = ""
+    no_proxy: tuple[str, ...] = ()
 
     @property
     def effective_endpoint_max_in_flight(self) -> int:
@@ -431,6 +435,35 @@ def _database_url(raw: object) -> str:
     return url
 
 
+def _proxy(raw: object) -> str:
+    """http://[user:password@]host:port, or empty for none; errors never show the value."""
+    text = _text(raw)
+    if text:
+        parse_proxy(text)  # raises ValueError, value not shown
+    return text
+
+
+def _no_proxy(raw: object) -> tuple[str, ...]:
+    """A TOML array of hosts, IP addresses or CIDR blocks, or a comma-separated string."""
+    if isinstance(raw, str):
+        items: list[object] = [p.strip() for p in raw.split(",") if p.strip()]
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        raise ValueError(f"must be a list like ['.internal', '10.0.0.0/8'], got {_shown(raw)}")
+    if len(items) > 1000:
+        raise ValueError(f"must have at most 1000 entries, got {len(items)}")
+    entries = []
+    for position, item in enumerate(items, start=1):
+        if not isinstance(item, str):
+            raise ValueError(f"item {position}: must be a string, got {_shown(item)}")
+        try:
+            entries.append(parse_no_proxy_entry(item))
+        except ValueError as exc:
+            raise ValueError(f"item {position}: {exc}") from None
+    return tuple(entries)
+
+
 def _hosts(netloc: str) -> list[str]:
     """'u:p@h1:5432,[::1]:5433' -> ['h1:5432', '[::1]:5433'] (libpq allows several hosts)."""
     return netloc.rpartition("@")[2].split(",")
@@ -586,6 +619,8 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
         "slow_after": _one("slow_after_s", _duration(0.01, MAX_TIMEOUT_S), format_duration),
         "drain_timeout": _one("drain_timeout_s", _duration(0, MAX_TIMEOUT_S), format_duration),
         "user_agent": _defaulted("user_agent"),
+        "proxy": _one("proxy", _proxy, redact_proxy),
+        "no_proxy": _one("no_proxy", _no_proxy, list),
     }),
     "ratelimit": (RateLimitConfig, {
         "default_rate": _one("default_rate_per_s", _rate_per_s, _format_rate),

@@ -2,7 +2,8 @@
 
 The destination guard lives in the resolver, so the address checked is the address
 connected to (a name cannot resolve to a public address for the check and a private one
-for the connection). IP literals never reach a resolver and are checked up front.
+for the connection). IP literals never reach a resolver and are checked up front. Through a
+forward proxy (egress.py) the proxy resolves destinations; only its own name is resolved here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from daemon.egress import Egress, Proxy
 from daemon.errors import DestinationRefused
 from daemon.models import AttemptResult, Delivery, Endpoint
 from daemon.retry import parse_retry_after
@@ -117,6 +119,7 @@ def check_msg_id(msg_id: str) -> None:
 _ERROR_CLASSES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
     (DestinationRefused, "refused_destination"),
     (InvalidMessage, "invalid_message"),
+    (aiohttp.ClientProxyConnectionError, "proxy_unreachable"),
     ((asyncio.TimeoutError, aiohttp.ServerTimeoutError), "timeout"),
     (aiohttp.ClientConnectorCertificateError, "tls_certificate"),
     ((aiohttp.ClientConnectorSSLError, aiohttp.ClientSSLError, ssl.SSLError), "tls_error"),
@@ -131,8 +134,16 @@ _ERROR_CLASSES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...
 )
 
 
+# The proxy's answer to CONNECT, not the receiver's: its own classes. (tinyproxy answers 401
+# to wrong credentials, 407 to none.)
+_PROXY_STATUSES = {401: "proxy_auth", 403: "proxy_refused", 407: "proxy_auth"}
+_CONNECT_CLASSES = frozenset({"dns_error", "connect_refused", "connect_error"})
+
+
 def classify_exception(exc: BaseException) -> tuple[str, str]:
     """(error_class, short text) for a failed attempt; the text never holds header values."""
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return _PROXY_STATUSES.get(exc.status, "proxy_error"), _short(exc)
     causes = [c for c in (exc, getattr(exc, "os_error", None), exc.__cause__) if c is not None]
     for kinds, name in _ERROR_CLASSES:
         if any(isinstance(c, kinds) for c in causes):
@@ -159,6 +170,8 @@ class Deliverer:
         resolver: AbstractResolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.time,
+        proxy: str = "",
+        no_proxy: tuple[str, ...] = (),
     ) -> None:
         self._user_agent = user_agent
         self._max_read = max_response_bytes
@@ -169,6 +182,10 @@ class Deliverer:
         self._ssl = ssl_context or ssl.create_default_context()
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
+        # Deliveries through a proxy have their own session: the only name it resolves is the
+        # proxy's (an internal address the destination guard would refuse), never a destination.
+        self._egress = Egress(proxy, no_proxy)
+        self._proxy_session: aiohttp.ClientSession | None = None
         # Per URL, the refusal `check_url` gives (None: allowed); per value, a ClientTimeout.
         # Both depend only on their key, and computing them per attempt showed in profiles.
         self._verdicts: dict[str, DestinationRefused | None] = {}
@@ -183,46 +200,79 @@ class Deliverer:
             ttl_dns_cache=10,
             enable_cleanup_closed=True,
         )
-        self._session = aiohttp.ClientSession(
+        self._session = self._new_session(connector)
+
+    @staticmethod
+    def _new_session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,  # a compressed body could be a bomb; we keep raw bytes
             skip_auto_headers=("Accept-Encoding",),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    def _through_proxy(self) -> aiohttp.ClientSession:
+        if self._proxy_session is None:
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                resolver=self._resolver or aiohttp.ThreadedResolver(),
+                ssl=self._ssl,  # TLS to the destination, through the tunnel, still verified
+                ttl_dns_cache=10,
+                enable_cleanup_closed=True,
+            )
+            self._proxy_session = self._new_session(connector)
+        return self._proxy_session
 
-    def headers(self, endpoint: Endpoint, delivery: Delivery, signer: Signer) -> dict[str, str]:
-        """Custom headers first, so they can never replace a signature or content type."""
+    async def close(self) -> None:
+        for session in (self._session, self._proxy_session):
+            if session is not None:
+                await session.close()
+        self._session = self._proxy_session = None
+
+    def headers(
+        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, body: bytes
+    ) -> dict[str, str]:
+        """Custom headers first, so they can never replace a signature or content type.
+        The signature is over `body`, the bytes sent."""
         check_msg_id(delivery.msg_id)
         headers = dict(endpoint.headers)
         headers["Content-Type"] = "application/json"
         headers["User-Agent"] = self._user_agent
-        headers.update(signer.headers(delivery.msg_id, int(self._clock()), delivery.payload))
+        headers.update(signer.headers(delivery.msg_id, int(self._clock()), body))
         return headers
 
     async def attempt(
-        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, timeout_s: float
+        self,
+        endpoint: Endpoint,
+        delivery: Delivery,
+        signer: Signer,
+        timeout_s: float,
+        body: bytes | None = None,
     ) -> AttemptResult:
+        """POST `body` (a chat endpoint's rendered message), or by default the payload."""
         started = self._clock()
         t0 = time.monotonic()
+        sent = delivery.payload if body is None else body
+        proxy: Proxy | None = None
         try:
             self._check(endpoint.url)
-            status, body, retry_after = await self._post(endpoint, delivery, signer, timeout_s)
+            if self._egress.default is not None or endpoint.proxy is not None:
+                proxy = self._egress.route(endpoint.url, endpoint.proxy)
+            status, got, retry_after = await self._post(
+                endpoint, delivery, signer, timeout_s, sent, proxy
+            )
         except Exception as exc:  # every failure is a recorded attempt, never a crash
-            error_class, text = classify_exception(exc)
-            if error_class == "timeout":  # str(TimeoutError()) is empty: say what ran out
-                text = f"no complete response within {timeout_s:g}s"
+            error_class, text = self._failure(exc, proxy, timeout_s)
             return AttemptResult(
                 started, time.monotonic() - t0, None, error_class, text, started_mono=t0
             )
         duration = time.monotonic() - t0
+        if status == 407 and proxy is not None:  # a forwarded http:// request: the proxy's
+            text = "the proxy answered 407 Proxy Authentication Required"
+            return AttemptResult(started, duration, None, "proxy_auth", text, started_mono=t0)
         if 200 <= status < 300:
             return AttemptResult(
-                started, duration, status, response_body=body[: self._keep], started_mono=t0
+                started, duration, status, response_body=got[: self._keep], started_mono=t0
             )
         return AttemptResult(
             started,
@@ -230,10 +280,26 @@ class Deliverer:
             status,
             f"http_{status}",
             f"HTTP {status}",
-            body[: self._keep],
+            got[: self._keep],
             retry_after,
             started_mono=t0,
         )
+
+    @staticmethod
+    def _failure(exc: Exception, proxy: Proxy | None, timeout_s: float) -> tuple[str, str]:
+        error_class, text = classify_exception(exc)
+        if error_class == "timeout":  # str(TimeoutError()) is empty: say what ran out
+            text = f"no complete response within {timeout_s:g}s"
+        if proxy is None:
+            return error_class, text
+        # The proxy's own name not resolving, or refusing connections, is the proxy down.
+        if (
+            error_class in _CONNECT_CLASSES
+            and isinstance(exc, aiohttp.ClientConnectorError)
+            and (exc.host, exc.port) == (proxy.host, proxy.port)
+        ):
+            error_class = "proxy_unreachable"
+        return error_class, proxy.redact(text)
 
     def _check(self, url: str) -> None:
         if url not in self._verdicts:
@@ -257,16 +323,29 @@ class Deliverer:
         return timeout
 
     async def _post(
-        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, timeout_s: float
+        self,
+        endpoint: Endpoint,
+        delivery: Delivery,
+        signer: Signer,
+        timeout_s: float,
+        body: bytes,
+        proxy: Proxy | None,
     ) -> tuple[int, bytes, float | None]:
         assert self._session is not None, "Deliverer.start() was not called"
-        timeout = self._timeout(timeout_s)
-        async with self._session.post(
+        session, headers = self._session, self.headers(endpoint, delivery, signer, body)
+        if proxy is not None:
+            session = self._through_proxy()
+            if proxy.headers and endpoint.url.startswith("http:"):
+                # Forwarded, not tunnelled: aiohttp puts proxy_headers on CONNECT only.
+                headers.update(proxy.headers)
+        async with session.post(
             endpoint.url,
-            data=delivery.payload,
-            headers=self.headers(endpoint, delivery, signer),
+            data=body,
+            headers=headers,
             allow_redirects=False,
-            timeout=timeout,
+            timeout=self._timeout(timeout_s),
+            proxy=None if proxy is None else proxy.url,
+            proxy_headers=None if proxy is None else proxy.headers,
         ) as resp:
             body = await self._read_capped(resp)
             retry_after = None

@@ -144,6 +144,10 @@ async def _insert(tx: Tx, batch: tuple[tuple[Imported, EndpointSpec], ...], box:
         retry_schedules_ms=[
             None if ms is None else orjson.dumps(ms).decode() for ms in arrays["retry_schedule_ms"]
         ],
+        payload_formats=arrays["payload_format"],
+        payload_templates=arrays["payload_template"],
+        payload_titles=arrays["payload_title"],
+        proxies=arrays["proxy"],
     )
     if len(inserted) < len(batch):
         taken = _not_inserted(batch, {r["id"] for r in inserted})

@@ -17,6 +17,7 @@ import orjson
 
 from daemon.endpoints import (
     EndpointSpec,
+    chat_columns,
     check_signature_header,
     stored_header_names,
     validate_spec,
@@ -25,6 +26,7 @@ from daemon.errors import ConfigError, NotFound
 from daemon.models import SignatureSpec
 from daemon.secretbox import PLAINTEXT, SecretBox
 from daemon.signing import generate_secret_for, validate_secret
+from daemon.templates import RAW
 
 if TYPE_CHECKING:  # asyncpg is not needed for the CLI's options
     from daemon.store import Record, Store, Tx
@@ -56,6 +58,10 @@ class EndpointUpdate:
     secret: str | Keep = KEEP  # replaced at once (rotate-secret keeps the old one signed)
     timeout_s: float | Keep | None = KEEP
     retry_schedule_s: tuple[float, ...] | Keep | None = KEEP
+    payload_format: str | Keep = KEEP
+    template: str | Keep | None = KEEP  # None or "": the format's default text
+    title: str | Keep | None = KEEP
+    proxy: str | Keep | None = KEEP  # None: delivery.proxy
 
     def changed(self) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) is not KEEP]
@@ -109,6 +115,7 @@ def updated_spec(rec: Record, c: EndpointUpdate) -> EndpointSpec:
     rate = _pick(c.rate_per_s, rec["rate_per_s"])
     # A burst means nothing without a rate: clearing the rate clears it unless it is given.
     burst = None if rate is None and c.burst is KEEP else _pick(c.burst, rec["burst"])
+    payload_format, template, title = _chat(rec, c)
     return EndpointSpec(
         url=_pick(c.url, rec["url"]),
         tenant_id=_pick(c.tenant_id, rec["tenant_id"]),
@@ -125,7 +132,25 @@ def updated_spec(rec: Record, c: EndpointUpdate) -> EndpointSpec:
             c.retry_schedule_s,
             None if schedule_ms is None else tuple(ms / 1000 for ms in schedule_ms),
         ),
+        payload_format=payload_format,
+        template=template,
+        title=title,
+        proxy=_pick(c.proxy, rec["proxy"]),
     )
+
+
+def _chat(rec: Record, c: EndpointUpdate) -> tuple[str, str | None, str | None]:
+    """The chat settings as they will be. A template kept as it is goes when the format
+    becomes raw, and a title kept as it is goes when it is no longer teams: they would mean
+    nothing (and `add` refuses them)."""
+    payload_format = _pick(c.payload_format, rec["payload_format"])
+    template = _pick(c.template, rec["payload_template"])
+    title = _pick(c.title, rec["payload_title"])
+    if c.template is KEEP and payload_format == RAW:
+        template = None
+    if c.title is KEEP and payload_format != "teams":
+        title = None
+    return payload_format, template, title
 
 
 def _secret_for(rec: Record, spec: EndpointSpec, box: SecretBox) -> str | None:
@@ -174,4 +199,6 @@ async def _write(
             else [round(s * 1000) for s in spec.retry_schedule_s]
         ),
         scheme_changed=new_scheme,
+        **chat_columns(spec),
+        proxy=spec.proxy,
     )

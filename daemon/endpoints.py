@@ -20,10 +20,12 @@ from urllib.parse import urlsplit
 import orjson
 
 from daemon import units
+from daemon.egress import NONE, parse_proxy
 from daemon.errors import ConfigError, NotFound
 from daemon.models import Endpoint, SignatureSpec
 from daemon.secretbox import PLAINTEXT, PREFIX, SecretBox, SecretKeyError, is_sealed
 from daemon.signing import generate_secret_for, validate_secret
+from daemon.templates import FORMATS, RAW, TemplateError, chat_payload, parse_template
 
 if TYPE_CHECKING:  # asyncpg is not needed to validate options (the CLI's --help)
     from daemon.store import Record, Store
@@ -72,6 +74,10 @@ class EndpointSpec:
     timeout_s: float | None = None
     retry_schedule_s: tuple[float, ...] | None = None
     id: str | None = None
+    payload_format: str = RAW  # raw | slack | discord | teams
+    template: str | None = None  # None: the format's default text
+    title: str | None = None  # teams only
+    proxy: str | None = None  # None: delivery.proxy; "none": direct; else an http:// URL
 
 
 def validate_url(url: str, *, allow_http: bool) -> None:
@@ -143,6 +149,38 @@ def validate_spec(spec: EndpointSpec, *, allow_http: bool) -> None:
     _check_limits(spec)
     if spec.secret is not None:
         _check_secret(spec.signature, spec.secret)
+    check_chat(spec.payload_format, spec.template, spec.title)
+    if spec.proxy is not None:
+        try:
+            endpoint_proxy(spec.proxy)
+        except ValueError as exc:
+            raise ConfigError("--proxy", str(exc)) from None
+
+
+def endpoint_proxy(text: str | None) -> str | None:
+    """An endpoint's proxy setting, checked: None, `none`, or an http:// URL without
+    credentials (raises ValueError, never showing the value)."""
+    if text is not None and text != NONE:
+        parse_proxy(text, credentials=False)
+    return text
+
+
+def check_chat(payload_format: str, template: str | None, title: str | None) -> None:
+    """A known format; templates only for chat formats, a title only for Teams, and every
+    template parsed (the error says where it fails)."""
+    if payload_format not in FORMATS:
+        known = ", ".join(FORMATS)
+        raise ConfigError("--format", f"must be one of {known}, got {_cut(payload_format, 40)!r}")
+    if template and payload_format == RAW:
+        raise ConfigError("--template", "needs --format slack, discord or teams")
+    if title and payload_format != "teams":
+        raise ConfigError("--title", "only --format teams has a title")
+    for option, text in (("--template", template), ("--title", title)):
+        if text:
+            try:
+                parse_template(text)
+            except TemplateError as exc:
+                raise ConfigError(option, str(exc)) from None
 
 
 def check_signature_header(signature: SignatureSpec, header_names: Sequence[str]) -> None:
@@ -243,6 +281,17 @@ def stored_columns(spec: EndpointSpec, secret: str, box: SecretBox) -> dict[str,
             if spec.retry_schedule_s is None
             else [round(s * 1000) for s in spec.retry_schedule_s]
         ),
+        **chat_columns(spec),
+        "proxy": spec.proxy,
+    }
+
+
+def chat_columns(spec: EndpointSpec) -> dict[str, Any]:
+    """The chat format's columns; an empty template or title is stored as none."""
+    return {
+        "payload_format": spec.payload_format,
+        "payload_template": spec.template or None,
+        "payload_title": spec.title or None,
     }
 
 
@@ -279,6 +328,8 @@ def endpoint_from_record(
         retry_schedule_s=None if schedule is None else tuple(ms / 1000.0 for ms in schedule),
         event_types=tuple(rec["event_types"]),
         version=rec["version"],
+        chat=chat_payload(rec["payload_format"], rec["payload_template"], rec["payload_title"]),
+        proxy=endpoint_proxy(rec["proxy"]),
     )
 
 

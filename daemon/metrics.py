@@ -134,6 +134,11 @@ class Metrics:
         self.dead_letters = Counter(
             "webhookd_dead_letters_total", "Deliveries moved to the dead-letter state", registry=r
         )
+        self.template_missing = Counter(
+            "webhookd_template_missing_total",
+            "Placeholders of chat templates whose payload path was missing (rendered empty)",
+            registry=r,
+        )
         self.claim_batch = Histogram(
             "webhookd_claim_batch_size",
             "Deliveries leased per claim",

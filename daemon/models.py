@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from daemon.templates import ChatPayload
 
 # Failures that say nothing about the endpoint's health (policy refusals, our own limits): they
 # feed neither the circuit breaker nor the failing streak that disables an endpoint.
-NOT_ENDPOINT_HEALTH = frozenset({"refused_destination", "payload_too_large", "invalid_message"})
+NOT_ENDPOINT_HEALTH = frozenset(
+    {
+        "refused_destination",
+        "payload_too_large",
+        "invalid_message",
+        # the forward proxy's failures say nothing about the receiver
+        "proxy_unreachable",
+        "proxy_refused",
+        "proxy_auth",
+        "proxy_error",
+    }
+)
 
 
 class Status(enum.StrEnum):
@@ -49,6 +63,11 @@ class Endpoint:
     retry_schedule_s: tuple[float, ...] | None = None  # None: delivery.retry_schedule
     event_types: tuple[str, ...] = ()  # empty: every event type
     version: int = 0  # bumped on every change; lets caches notice
+    # Slack, Discord or Teams: the body is rendered from templates parsed once, when the
+    # settings were loaded. None: the payload is sent as it is (raw).
+    chat: ChatPayload | None = None
+    # The forward proxy: None: delivery.proxy; "none": direct; else an http:// proxy URL.
+    proxy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

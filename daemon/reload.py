@@ -2,8 +2,9 @@
 
 Pure: `plan(running, loaded)` returns the configuration to run with and the keys that changed.
 Limits, concurrency, retries, timeouts, the breaker, health, retention and logging apply at once;
-the database, the metrics listener, the instance id, LISTEN and the HTTP client's settings are
-fixed when the daemon starts, so a change to them keeps the running value until a restart.
+the database, the metrics listener, the instance id, LISTEN and the HTTP client's settings (the
+destination guard, the proxy) are fixed when the daemon starts, so a change to them keeps the
+running value until a restart.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ RESTART_KEYS = {
     "delivery.stored_response_body": "stored_response_body_bytes",
     "delivery.allow_insecure_http": "allow_insecure_http",
     "delivery.allow_private_networks": "allow_private_networks",
+    "delivery.proxy": "proxy",
+    "delivery.no_proxy": "no_proxy",
 }
 
 
@@ -44,6 +47,8 @@ def changed_keys(old: Config, new: Config) -> list[str]:
     }
     if old.database.url != new.database.url:  # shown redacted: a new password looks the same
         keys.add("database.url")
+    if old.delivery.proxy != new.delivery.proxy:  # the same
+        keys.add("delivery.proxy")
     return sorted(keys)
 
 

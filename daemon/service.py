@@ -146,6 +146,8 @@ class Service:
             allow_private=cfg.delivery.allow_private_networks,
             resolver=self._resolver,
             ssl_context=self._ssl,
+            proxy=cfg.delivery.proxy,
+            no_proxy=cfg.delivery.no_proxy,
         )
         self.recorder = Recorder(
             store,

@@ -187,7 +187,30 @@ class Worker:
             return AttemptResult(
                 time.time(), 0.0, error_class="invalid_endpoint", error=f"cannot sign: {exc}"
             )
-        return await self._deliverer.attempt(endpoint, delivery, signer, timeout_s)
+        if endpoint.chat is None:  # raw: the payload as it is, nothing rendered
+            return await self._deliverer.attempt(endpoint, delivery, signer, timeout_s)
+        return await self._send_chat(endpoint, delivery, signer, timeout_s)
+
+    async def _send_chat(
+        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, timeout_s: float
+    ) -> AttemptResult:
+        """A Slack, Discord or Teams endpoint: the message rendered from its template."""
+        assert endpoint.chat is not None
+        try:
+            rendered = endpoint.chat.render(delivery)
+        except (ValueError, TypeError, RecursionError) as exc:
+            # a payload nested deeper than the JSON parser or writer goes (jsonb allows it)
+            return AttemptResult(
+                time.time(),
+                0.0,
+                error_class="invalid_message",
+                error=f"cannot render the {endpoint.chat.format} message: {type(exc).__name__}",
+            )
+        if rendered.missing:
+            self._metrics.template_missing.inc(rendered.missing)
+        return await self._deliverer.attempt(
+            endpoint, delivery, signer, timeout_s, body=rendered.body
+        )
 
     def _decide(
         self, endpoint: Endpoint, delivery: Delivery, result: AttemptResult

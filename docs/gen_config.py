@@ -52,6 +52,11 @@ MEANINGS: dict[str, str] = {
     "times its endpoint's usual latency)",
     "delivery.drain_timeout": "on SIGTERM, how long in-flight attempts may finish",
     "delivery.user_agent": "`User-Agent` of every request; empty: `webhookd/<version>`",
+    "delivery.proxy": "forward proxy for every delivery, `http://[user:password@]host:port` "
+    "(`https://` destinations tunnel with CONNECT); empty: direct. Its password is never "
+    "shown ([fixed egress](integrations.md#fixed-egress-through-a-forward-proxy))",
+    "delivery.no_proxy": "destinations that go direct: host names (and their subdomains), "
+    "IP addresses, CIDR blocks, or `*`",
     "ratelimit.default_rate": "rate for endpoints without `--rate`; empty: unlimited",
     "ratelimit.default_burst": "0: one second's worth (at least 1)",
     "ratelimit.max_retry_after": "bound on a `Retry-After` pause",

@@ -17,6 +17,7 @@ from daemon.endpoints import EndpointSpec
 from daemon.errors import ConfigError
 from daemon.models import SignatureSpec
 from daemon.signing import parse_signature_option
+from daemon.templates import FORMATS, MAX_TEMPLATE_CHARS, RAW
 
 EVENT_TYPE_PATTERN: Final = re.compile(r"[a-zA-Z0-9\-_.]{1,256}")
 SCHEMES: Final = ("standard", "standard-ed25519", "hmac-sha256-hex")
@@ -34,6 +35,9 @@ _FIELD_OF_OPTION: Final = {
     "--retry-schedule": "retryScheduleMs",
     "--event-type": "eventTypes",
     "--description": "description",
+    "--format": "payloadFormat",
+    "--template": "payloadTemplate",
+    "--title": "payloadTitle",
 }
 
 
@@ -55,6 +59,9 @@ class EndpointFields:
     timeout_ms: int | Missing | None
     retry_schedule_ms: list[int] | Missing | None
     signature: SignatureSpec | Missing | None
+    payload_format: str | Missing | None
+    template: str | Missing | None
+    title: str | Missing | None
 
 
 def read_fields(body: Body, *, url_required: bool) -> EndpointFields:
@@ -80,7 +87,17 @@ def read_fields(body: Body, *, url_required: bool) -> EndpointFields:
         timeout_ms=body.integer("timeoutMs", low=1, high=600_000),
         retry_schedule_ms=_schedule(body),
         signature=_signature(body),
+        payload_format=_payload_format(body),
+        template=body.string("payloadTemplate", max_len=MAX_TEMPLATE_CHARS),
+        title=body.string("payloadTitle", max_len=MAX_TEMPLATE_CHARS),
     )
+
+
+def _payload_format(body: Body) -> str | Missing | None:
+    value = body.string("payloadFormat")
+    if isinstance(value, str) and value not in FORMATS:
+        raise body.fail("payloadFormat", f"must be one of {', '.join(FORMATS)}")
+    return value
 
 
 def _schedule(body: Body) -> list[int] | Missing | None:
@@ -140,6 +157,9 @@ def spec_for_create(f: EndpointFields, tenant_id: str) -> EndpointSpec:
             None if not given(f.retry_schedule_ms)
             else tuple(ms / 1000 for ms in f.retry_schedule_ms)  # type: ignore[union-attr]
         ),
+        payload_format=_or(f.payload_format, RAW),
+        template=_or(f.template, None),
+        title=_or(f.title, None),
     )  # fmt: skip
 
 
@@ -168,6 +188,9 @@ def update_for(f: EndpointFields, *, partial: bool) -> EndpointUpdate:
         max_in_flight=_change(f.max_in_flight, partial, None),
         timeout_s=_change(f.timeout_ms, partial, None, seconds),
         retry_schedule_s=_change(f.retry_schedule_ms, partial, None, schedule),
+        payload_format=_change(f.payload_format, partial, RAW),
+        template=_change(f.template, partial, None),
+        title=_change(f.title, partial, None),
     )
 
 

@@ -64,6 +64,7 @@ def _limits(spec: EndpointSpec) -> dict[str, Any]:
         "max_in_flight": spec.max_in_flight,
         "timeout_ms": None if spec.timeout_s is None else max(1, round(spec.timeout_s * 1000)),
         "retry_schedule_ms": None if schedule is None else [round(s * 1000) for s in schedule],
+        **endpoints.chat_columns(spec),
     }
 
 

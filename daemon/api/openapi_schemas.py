@@ -109,6 +109,15 @@ _ENDPOINT_SETTINGS: Final[dict[str, Any]] = {
                   "description": "webhookd: attempt timeout"},
     "retryScheduleMs": {"type": ["array", "null"], "items": {"type": "integer", "minimum": 0},
                         "maxItems": 100, "description": "webhookd: delays between attempts"},
+    "payloadFormat": {"type": ["string", "null"],
+                      "enum": ["raw", "slack", "discord", "teams", None],
+                      "description": "webhookd: the payload as it is (raw, the default) or a"
+                                     " Slack, Discord or Teams message"},
+    "payloadTemplate": {"type": ["string", "null"], "maxLength": 40000,
+                        "description": "webhookd: the message, with {{payload.a.b}},"
+                                       " {{event_type}}, {{msg_id}}, {{created_at}}"},
+    "payloadTitle": {"type": ["string", "null"], "maxLength": 40000,
+                     "description": "webhookd: the Teams card's title (a template)"},
 }  # fmt: skip
 
 _ENDPOINTS: Final[dict[str, Any]] = {
@@ -153,6 +162,9 @@ _ENDPOINTS: Final[dict[str, Any]] = {
             "timeoutMs": NULLABLE_INTEGER,
             "retryScheduleMs": {"type": ["array", "null"], "items": INTEGER},
             "signatureScheme": STRING,
+            "payloadFormat": STRING,
+            "payloadTemplate": NULLABLE_STRING,
+            "payloadTitle": NULLABLE_STRING,
         },
     ),
     "ListResponse_EndpointOut_": list_of("EndpointOut"),

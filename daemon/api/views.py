@@ -69,6 +69,9 @@ def endpoint_out(rec: Record) -> dict[str, Any]:
         "timeoutMs": rec["timeout_ms"],
         "retryScheduleMs": None if schedule is None else list(schedule),
         "signatureScheme": rec["signature_scheme"],
+        "payloadFormat": rec["payload_format"],
+        "payloadTemplate": rec["payload_template"],
+        "payloadTitle": rec["payload_title"],
     }
 
 

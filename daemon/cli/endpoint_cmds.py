@@ -24,8 +24,10 @@ from daemon.cli.common import (
     secret_box,
 )
 from daemon.config import Config
+from daemon.egress import redact_proxy
 from daemon.secretbox import is_sealed
 from daemon.signing import ED25519, parse_signature_option, public_key
+from daemon.templates import FORMATS, RAW
 from daemon.units import (
     MAX_GRACE_S,
     bounded_duration,
@@ -110,6 +112,23 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=option(TIMEOUT, "--timeout"))
     parser.add_argument("--retry-schedule", type=option(parse_schedule, "--retry-schedule"))
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=RAW,
+        dest="payload_format",
+        help="raw: the payload as it is (default); slack, discord, teams: a chat message",
+    )
+    parser.add_argument(
+        "--template", help="the message, e.g. '{{payload.device}} entered {{payload.zone}}'"
+    )
+    parser.add_argument("--title", help="the Teams card's title (a template too)")
+    parser.add_argument(
+        "--proxy",
+        metavar="URL|none",
+        help="this endpoint's forward proxy (http://host:port), or none: direct;"
+        " default: delivery.proxy",
+    )
 
 
 async def cmd_endpoint(args: argparse.Namespace, config: Config) -> int:
@@ -158,6 +177,10 @@ def _spec(args: argparse.Namespace) -> endpoints.EndpointSpec:
         timeout_s=args.timeout,
         retry_schedule_s=args.retry_schedule,
         id=args.id,
+        payload_format=args.payload_format,
+        template=args.template,
+        title=args.title,
+        proxy=args.proxy,
     )
 
 
@@ -200,6 +223,10 @@ def endpoint_view(rec: Any) -> dict[str, Any]:
         if schedule is None
         else format_schedule([ms / 1000 for ms in schedule]),
         "created_at": rec["created_at"].isoformat(),
+        "format": rec["payload_format"],
+        "template": rec["payload_template"],
+        "title": rec["payload_title"],
+        "proxy": None if rec["proxy"] is None else redact_proxy(rec["proxy"]),
     }
     for key in ("pending", "failed"):
         if key in rec:

@@ -2,10 +2,11 @@
 
 One object per line, with the fields `endpoint show --json` prints: `url` (required),
 `tenant`, `event_types`, `rate`, `burst`, `max_in_flight`, `headers` (an object of names and
-values), `signature`, `secret`, `timeout`, `retry_schedule`, `description`, `id`. Each value is
-read by the parser of the `endpoint add` option of the same name, and the endpoint is checked
-as `add` checks it. Blank lines are skipped. A bad line is one line on stderr naming its number
-and the field (never a secret or a header value), exit 2, and nothing is written.
+values), `signature`, `secret`, `timeout`, `retry_schedule`, `description`, `id`, `format`,
+`template`, `title`, `proxy`. Each value is read by the parser of the `endpoint add` option of
+the same name, and the endpoint is checked as `add` checks it. Blank lines are skipped. A bad
+line is one line on stderr naming its number and the field (never a secret or a header value),
+exit 2, and nothing is written.
 """
 
 from __future__ import annotations
@@ -181,4 +182,8 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "retry_schedule": ("retry_schedule_s", lambda v: parse_schedule(_text(v))),
     "description": ("description", _text),
     "id": ("id", _text),
+    "format": ("payload_format", _text),
+    "template": ("template", _text),
+    "title": ("title", _text),
+    "proxy": ("proxy", _text),
 }

@@ -16,6 +16,7 @@ from daemon.config import Config
 from daemon.endpoint_update import KEEP, EndpointUpdate
 from daemon.endpoints import parse_header
 from daemon.signing import ED25519, parse_signature_option, public_key
+from daemon.templates import FORMATS
 from daemon.units import parse_rate, parse_schedule
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ OPTION_NAMES = {
     "secret": "secret",
     "timeout_s": "timeout",
     "retry_schedule_s": "retry-schedule",
+    "payload_format": "format",
+    "template": "template",
+    "title": "title",
+    "proxy": "proxy",
 }
 
 
@@ -95,6 +100,22 @@ def register(actions: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
         type=option(or_default(parse_schedule), "--retry-schedule"),
         default=KEEP,
     )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=KEEP,
+        dest="payload_format",
+        help="raw drops the template and title; leaving teams drops the title",
+    )
+    p.add_argument("--template", default=KEEP, help="'' for the format's default text")
+    p.add_argument("--title", default=KEEP, help="'' for none")
+    p.add_argument(
+        "--proxy",
+        type=or_default(str),
+        default=KEEP,
+        metavar="URL|none|default",
+        help="none: direct; default: delivery.proxy",
+    )
     p.add_argument("--json", action="store_true")
 
 
@@ -115,6 +136,10 @@ def update_from_args(args: argparse.Namespace) -> EndpointUpdate:
         secret=args.secret,
         timeout_s=args.timeout,
         retry_schedule_s=args.retry_schedule,
+        payload_format=args.payload_format,
+        template=args.template,
+        title=args.title,
+        proxy=args.proxy,
     )
 
 

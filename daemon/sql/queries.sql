@@ -532,7 +532,8 @@ WHERE d.id = $1;
 -- params: endpoint_ids
 SELECT id, tenant_id, url, event_types, enabled, secret, previous_secrets,
        signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst,
-       max_in_flight, timeout_ms, retry_schedule_ms, version
+       max_in_flight, timeout_ms, retry_schedule_ms, version, payload_format,
+       payload_template, payload_title, proxy
 FROM webhookd.endpoints
 WHERE id = ANY ($1::text[]) AND deleted_at IS NULL;
 
@@ -543,7 +544,8 @@ WHERE id = ANY ($1::text[]) AND deleted_at IS NULL;
 -- params: sealed_prefix
 SELECT id, tenant_id, url, event_types, enabled, secret, previous_secrets,
        signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst,
-       max_in_flight, timeout_ms, retry_schedule_ms, version
+       max_in_flight, timeout_ms, retry_schedule_ms, version, payload_format,
+       payload_template, payload_title, proxy
 FROM webhookd.endpoints
 WHERE deleted_at IS NULL AND starts_with(secret, $1)
 LIMIT 1;
@@ -578,22 +580,24 @@ INSERT INTO webhookd.schema_migrations (version) VALUES ($1);
 
 -- name: endpoint_insert
 -- Create an endpoint; the id is generated unless given.
--- params: endpoint_id, tenant_id, url, description, event_types, secret, signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms
+-- params: endpoint_id, tenant_id, url, description, event_types, secret, signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms, payload_format, payload_template, payload_title, proxy
 INSERT INTO webhookd.endpoints (id, tenant_id, url, description, event_types, secret,
                                 signature_scheme, signature_header, signature_prefix, headers,
-                                rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms)
+                                rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms,
+                                payload_format, payload_template, payload_title, proxy)
 VALUES (coalesce($1, 'ep_' || replace(gen_random_uuid()::text, '-', '')), $2, $3, $4, $5, $6,
-        $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15)
+        $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 RETURNING id;
 
 -- name: endpoints_import
 -- Create a batch of endpoints (`endpoint import`), the i-th of each array making the i-th row;
 -- event types and retry schedules come as JSON arrays (unnest cannot take arrays of arrays).
 -- An id already taken is skipped, and missing from what is returned (the caller rolls back).
--- params: ids, tenant_ids, urls, descriptions, event_types, secrets, signature_schemes, signature_headers, signature_prefixes, headers, rates_per_s, bursts, max_in_flights, timeouts_ms, retry_schedules_ms
+-- params: ids, tenant_ids, urls, descriptions, event_types, secrets, signature_schemes, signature_headers, signature_prefixes, headers, rates_per_s, bursts, max_in_flights, timeouts_ms, retry_schedules_ms, payload_formats, payload_templates, payload_titles, proxies
 INSERT INTO webhookd.endpoints (id, tenant_id, url, description, event_types, secret,
                                 signature_scheme, signature_header, signature_prefix, headers,
-                                rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms)
+                                rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms,
+                                payload_format, payload_template, payload_title, proxy)
 SELECT r.id, r.tenant_id, r.url, r.description,
        ARRAY(SELECT t.value FROM jsonb_array_elements_text(r.event_types::jsonb)
                                  WITH ORDINALITY AS t(value, n)
@@ -605,13 +609,16 @@ SELECT r.id, r.tenant_id, r.url, r.description,
                  FROM jsonb_array_elements_text(r.retry_schedule_ms::jsonb)
                       WITH ORDINALITY AS s(value, n)
                  ORDER BY s.n)
-       END
+       END,
+       r.payload_format, r.payload_template, r.payload_title, r.proxy
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::int[],
-            $13::int[], $14::int[], $15::text[])
+            $13::int[], $14::int[], $15::text[], $16::text[], $17::text[], $18::text[],
+            $19::text[])
      AS r(id, tenant_id, url, description, event_types, secret, signature_scheme,
           signature_header, signature_prefix, headers, rate_per_s, burst, max_in_flight,
-          timeout_ms, retry_schedule_ms)
+          timeout_ms, retry_schedule_ms, payload_format, payload_template, payload_title,
+          proxy)
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
 
@@ -642,6 +649,7 @@ WITH page AS MATERIALIZED (
 SELECT e.id, e.tenant_id, e.url, e.enabled, e.disabled_reason, e.event_types,
        e.signature_scheme, e.signature_header, e.signature_prefix, e.headers, e.rate_per_s,
        e.burst, e.max_in_flight, e.timeout_ms, e.retry_schedule_ms, e.created_at,
+       e.payload_format, e.payload_template, e.payload_title, e.proxy,
        (SELECT count(*) FROM (
             (SELECT FROM webhookd.deliveries d
              WHERE d.endpoint_id = p.id AND d.status = 'pending')
@@ -1168,13 +1176,14 @@ SELECT * FROM webhookd.endpoints WHERE id = $1 AND deleted_at IS NULL FOR UPDATE
 -- Write an endpoint's settings; headers ($11) and secret ($12) only when not NULL. $16: the
 -- signature scheme changed, so secrets kept for a rotation grace are dropped (the new scheme
 -- cannot sign with them).
--- params: endpoint_id, url, tenant_id, description, event_types, signature_scheme, signature_header, signature_prefix, rate_per_s, burst, headers, secret, max_in_flight, timeout_ms, retry_schedule_ms, scheme_changed
+-- params: endpoint_id, url, tenant_id, description, event_types, signature_scheme, signature_header, signature_prefix, rate_per_s, burst, headers, secret, max_in_flight, timeout_ms, retry_schedule_ms, scheme_changed, payload_format, payload_template, payload_title, proxy
 UPDATE webhookd.endpoints
 SET url = $2, tenant_id = $3, description = $4, event_types = $5, signature_scheme = $6,
     signature_header = $7, signature_prefix = $8, rate_per_s = $9, burst = $10,
     headers = coalesce($11::jsonb, headers), secret = coalesce($12, secret),
     max_in_flight = $13, timeout_ms = $14, retry_schedule_ms = $15,
     previous_secrets = CASE WHEN $16 THEN '[]'::jsonb ELSE previous_secrets END,
+    payload_format = $17, payload_template = $18, payload_title = $19, proxy = $20,
     version = version + 1, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL;
 
@@ -1289,23 +1298,25 @@ FOR UPDATE;
 
 -- name: api_endpoint_insert
 -- A new endpoint of tenant $2, with the API's fields (uid, metadata, enabled).
--- params: endpoint_id, tenant_id, url, description, event_types, secret, signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms, uid, metadata, enabled, disabled_reason
+-- params: endpoint_id, tenant_id, url, description, event_types, secret, signature_scheme, signature_header, signature_prefix, headers, rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms, uid, metadata, enabled, disabled_reason, payload_format, payload_template, payload_title
 INSERT INTO webhookd.endpoints (id, tenant_id, url, description, event_types, secret,
                                 signature_scheme, signature_header, signature_prefix, headers,
                                 rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms,
-                                uid, metadata, enabled, disabled_reason)
+                                uid, metadata, enabled, disabled_reason, payload_format,
+                                payload_template, payload_title)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15, $16,
-        $17::jsonb, $18, $19)
+        $17::jsonb, $18, $19, $20, $21, $22)
 RETURNING *;
 
 -- name: api_endpoint_update
 -- Write the settings the API may change (the row is locked by the caller).
--- params: endpoint_id, url, description, event_types, rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms, uid, metadata, enabled, disabled_reason
+-- params: endpoint_id, url, description, event_types, rate_per_s, burst, max_in_flight, timeout_ms, retry_schedule_ms, uid, metadata, enabled, disabled_reason, payload_format, payload_template, payload_title
 UPDATE webhookd.endpoints
 SET url = $2, description = $3, event_types = $4, rate_per_s = $5, burst = $6,
     max_in_flight = $7, timeout_ms = $8, retry_schedule_ms = $9, uid = $10,
     metadata = $11::jsonb, enabled = $12,
     disabled_reason = CASE WHEN $12 THEN NULL ELSE $13 END,
+    payload_format = $14, payload_template = $15, payload_title = $16,
     version = version + 1, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING *;

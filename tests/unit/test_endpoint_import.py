@@ -64,7 +64,8 @@ def test_only_url_is_required_and_null_means_the_default() -> None:
     )
     assert set(FIELDS) == {
         "url", "tenant", "event_types", "rate", "burst", "max_in_flight", "headers",
-        "signature", "secret", "timeout", "retry_schedule", "description", "id",
+        "signature", "secret", "timeout", "retry_schedule", "description", "id", "format",
+        "template", "title", "proxy",
     }  # fmt: skip
 
 

@@ -103,8 +103,22 @@ def _row(**overrides: Any) -> dict[str, Any]:
         "signature_prefix": "",
         "timeout_ms": 2500,
         "retry_schedule_ms": [1000, 2000],
+        "payload_format": "raw",
+        "payload_template": None,
+        "payload_title": None,
+        "proxy": None,
     }
     return row | overrides
+
+
+def test_update_to_raw_drops_the_template_and_leaving_teams_drops_the_title() -> None:
+    teams = _row(payload_format="teams", payload_template="{{msg_id}}", payload_title="T")
+    slack = updated_spec(teams, EndpointUpdate(payload_format="slack"))
+    assert (slack.payload_format, slack.template, slack.title) == ("slack", "{{msg_id}}", None)
+    raw = updated_spec(teams, EndpointUpdate(payload_format="raw"))
+    assert (raw.template, raw.title) == (None, None)
+    kept = updated_spec(teams, EndpointUpdate(description="d"))
+    assert (kept.payload_format, kept.template, kept.title) == ("teams", "{{msg_id}}", "T")
 
 
 def test_update_keeps_what_is_not_given() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from daemon.config import Config
@@ -14,6 +15,7 @@ from daemon.models import AttemptResult, Delivery, Endpoint, Outcome
 from daemon.recorder import Write
 from daemon.scheduler import Limits, Scheduler
 from daemon.signing import Signer
+from daemon.templates import chat_payload
 from daemon.worker import Worker
 from tests.unit.conftest import FakeClock
 
@@ -24,11 +26,18 @@ class FakeDeliverer:
     def __init__(self, result: AttemptResult) -> None:
         self.result = result
         self.sent: list[Delivery] = []
+        self.bodies: list[bytes | None] = []
 
     async def attempt(
-        self, endpoint: Endpoint, delivery: Delivery, signer: Signer, timeout_s: float
+        self,
+        endpoint: Endpoint,
+        delivery: Delivery,
+        signer: Signer,
+        timeout_s: float,
+        body: bytes | None = None,
     ) -> AttemptResult:
         self.sent.append(delivery)
+        self.bodies.append(body)
         return self.result
 
 
@@ -48,9 +57,11 @@ class FakeRecorder:
         self.released.extend(deliveries)
 
 
-def setup(result: AttemptResult, clock: FakeClock) -> tuple[Worker, Any, Any, Leases, Scheduler]:
+def setup(
+    result: AttemptResult, clock: FakeClock, endpoint: Endpoint = ENDPOINT
+) -> tuple[Worker, Any, Any, Leases, Scheduler]:
     scheduler = Scheduler(Limits(concurrency=2, endpoint_max_in_flight=2), clock)
-    scheduler.update_endpoint(ENDPOINT)
+    scheduler.update_endpoint(endpoint)
     deliverer, recorder, leases = FakeDeliverer(result), FakeRecorder(), Leases(clock)
     worker = Worker(
         Config(),
@@ -127,3 +138,43 @@ async def test_a_retry_after_pauses_the_endpoint_and_gives_back_its_queue_in_one
     assert pause.params["endpoint_id"] == "ep" and pause.params["pause_s"] == 30.0
     assert pause.releases == (queued,)
     assert scheduler.queued == 0
+
+
+async def test_a_chat_endpoint_sends_its_rendered_message_and_counts_missing_paths() -> None:
+    clock = FakeClock()
+    chat = chat_payload("slack", "{{payload.who}} {{payload.nowhere}}", None)
+    slack = replace(ENDPOINT, chat=chat)
+    worker, deliverer, _, leases, scheduler = setup(AttemptResult(0.0, 0.01, 200), clock, slack)
+    d = replace(delivery(), payload=b'{"who": "Ada"}')
+    leases.add([d], sent_at=clock())
+    await run_one(worker, scheduler, d)
+    assert deliverer.bodies == [b'{"text":"Ada "}']
+    assert worker._metrics.template_missing._value.get() == 1
+
+
+async def test_a_raw_endpoint_sends_the_payload_with_nothing_rendered() -> None:
+    clock = FakeClock()
+    worker, deliverer, _, leases, scheduler = setup(AttemptResult(0.0, 0.01, 200), clock)
+    d = delivery()
+    leases.add([d], sent_at=clock())
+    await run_one(worker, scheduler, d)
+    assert deliverer.sent == [d] and deliverer.bodies == [None]
+    assert worker._metrics.template_missing._value.get() == 0
+
+
+async def test_a_payload_no_message_can_be_rendered_from_is_an_invalid_message_not_a_crash() -> (
+    None
+):
+    clock = FakeClock()
+    discord = replace(ENDPOINT, chat=chat_payload("discord", None, None))
+    worker, deliverer, recorder, leases, scheduler = setup(
+        AttemptResult(0.0, 0.01, 200), clock, discord
+    )
+    deep = replace(delivery(), payload=b"[" * 300 + b"]" * 300)  # deeper than orjson writes
+    leases.add([deep], sent_at=clock())
+    await run_one(worker, scheduler, deep)
+    assert deliverer.sent == []
+    [outcome] = recorder.outcomes
+    assert outcome.result.error_class == "invalid_message"
+    assert outcome.decision is not None and not outcome.decision.retry
+    assert scheduler.in_flight == 0
