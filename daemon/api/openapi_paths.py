@@ -319,6 +319,40 @@ def _dead_letters() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _console() -> dict[str, Any]:
+    window = query(
+        "window",
+        {"type": "string", "enum": ["hour", "day"]},
+        "The last hour (60 one-minute buckets, the default) or day (60 of 24 min)",
+    )
+    stats = {"200": "StatsOverviewOut"}
+    return {
+        "/api/v1/stats/overview": {
+            "get": op("webhookd.stats.overview",
+                      "Deliveries, latency, backlog and endpoint health of every endpoint the "
+                      "token reaches", "Statistics", stats, [window]),
+        },
+        "/api/v1/app/{app_id}/stats/overview": {
+            "get": op("webhookd.app.stats.overview", "The same for one application",
+                      "Statistics", stats, [APP_ID, window]),
+        },
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats/overview": {
+            "get": op("webhookd.endpoint.stats.overview", "The same for one endpoint",
+                      "Statistics", stats, [APP_ID, ENDPOINT_ID, window]),
+        },
+        "/api/v1/auth/app-portal-access/{app_id}": {
+            "post": op("v1.authentication.app-portal-access",
+                       "A one-time link to the application's portal", "Authentication",
+                       {"200": "AppPortalAccessOut"}, [APP_ID], "AppPortalAccessIn"),
+        },
+        "/api/v1/app/{app_id}/portal-session": {
+            "post": op("webhookd.portal.session",
+                       "Exchange a portal link's one-time token for the portal's session token",
+                       "Authentication", {"200": "PortalSessionOut"}, [APP_ID]),
+        },
+    }  # fmt: skip
+
+
 def paths() -> dict[str, Any]:
     return {
         **_meta(),
@@ -327,4 +361,5 @@ def paths() -> dict[str, Any]:
         **_messages(),
         **_event_types(),
         **_dead_letters(),
+        **_console(),
     }

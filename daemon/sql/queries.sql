@@ -1155,7 +1155,7 @@ RETURNING id, scope, app_id, description, created_at, expires_at;
 -- name: api_token_get
 -- One token by id, with what authenticating a request needs.
 -- params: token_id
-SELECT id, token_hash, scope, app_id, expires_at, revoked_at
+SELECT id, token_hash, scope, app_id, expires_at, revoked_at, kind
 FROM webhookd.api_tokens
 WHERE id = $1;
 
@@ -1588,3 +1588,74 @@ WHERE d.status = 'failed' AND d.endpoint_id = ANY ($1::text[])
   AND (d.updated_at, d.id) > ($4, $5::bigint)
 ORDER BY d.updated_at, d.id
 LIMIT $6;
+
+-- name: api_stats_attempts
+-- The console's figures: attempts started in the last $2 seconds of endpoints $1 (NULL: every
+-- endpoint), in buckets of $3 seconds: how many, how many succeeded (2xx), and the median and
+-- 95th percentile of their durations (attempts_started_idx, or api_attempts_endpoint_idx).
+-- params: endpoint_ids, window_s, bucket_s
+SELECT to_timestamp(floor(extract(epoch FROM a.started_at) / $3) * $3) AS bucket,
+       count(*) AS attempts,
+       count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95_ms
+FROM webhookd.attempts a
+WHERE a.started_at >= now() - make_interval(secs => $2)
+  AND ($1::text[] IS NULL OR a.endpoint_id = ANY ($1::text[]))
+GROUP BY 1
+ORDER BY 1;
+
+-- name: api_stats_window
+-- The same over the whole window (percentiles are not averages of the buckets' ones), and the
+-- deliveries per second of its last minute.
+-- params: endpoint_ids, window_s
+SELECT count(*) AS attempts,
+       count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
+       count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299
+                        AND a.started_at >= now() - interval '60 seconds') AS last_minute,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95_ms
+FROM webhookd.attempts a
+WHERE a.started_at >= now() - make_interval(secs => $2)
+  AND ($1::text[] IS NULL OR a.endpoint_id = ANY ($1::text[]));
+
+-- name: api_stats_backlog
+-- Deliveries waiting for endpoints $1 (NULL: every endpoint): due now, scheduled later (a
+-- retry, deliver_after, a pause), in flight; and dead letters of the last 24 hours.
+-- params: endpoint_ids
+SELECT count(*) FILTER (WHERE d.status = 'pending' AND d.next_attempt_at <= now()) AS due,
+       count(*) FILTER (WHERE d.status = 'pending' AND d.next_attempt_at > now()) AS scheduled,
+       count(*) FILTER (WHERE d.status = 'delivering') AS delivering,
+       count(*) FILTER (WHERE d.status = 'failed'
+                        AND d.updated_at >= now() - interval '24 hours') AS dead_24h
+FROM webhookd.deliveries d
+WHERE d.status IN ('pending', 'delivering', 'failed')
+  AND ($1::text[] IS NULL OR d.endpoint_id = ANY ($1::text[]));
+
+-- name: api_stats_endpoints
+-- The health of live endpoints $1 (NULL: every one): disabled (by hand or by webhookd: a
+-- failing streak, a 410 Gone, reason $2), paused (a Retry-After or a breaker cool-down),
+-- paused while failing (how an open circuit breaker shows in the database).
+-- params: endpoint_ids, gone_reason
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE NOT e.enabled) AS disabled,
+       count(*) FILTER (WHERE NOT e.enabled AND (e.disabled_reason LIKE 'failing since %'
+                                                 OR e.disabled_reason = $2)) AS auto_disabled,
+       count(*) FILTER (WHERE s.paused_until > now()) AS paused,
+       count(*) FILTER (WHERE s.paused_until > now() AND s.failing_since IS NOT NULL)
+           AS breaker_open
+FROM webhookd.endpoints e
+LEFT JOIN webhookd.endpoint_state s ON s.endpoint_id = e.id
+WHERE e.deleted_at IS NULL AND ($1::text[] IS NULL OR e.id = ANY ($1::text[]));
+
+-- name: api_portal_link
+-- A one-time portal link's token for application $3 (its id), living $4 seconds (at most 7
+-- days); made by a function, as the API's role may not insert tokens.
+-- params: token_id, token_hash, app_id, ttl_s
+SELECT webhookd.api_portal_link($1, $2, $3, $4) AS expires_at;
+
+-- name: api_portal_exchange
+-- Use up live portal link $1 and make the portal session's token ($2, hash $3) for its
+-- application, expiring with it; no row when the link was used, expired or never was.
+-- params: link_id, token_id, token_hash
+SELECT app_id, expires_at FROM webhookd.api_portal_exchange($1, $2, $3);
