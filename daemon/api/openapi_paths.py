@@ -43,6 +43,12 @@ ITERATOR: Final = query(
     {"type": "string", "maxLength": 1024},
     "The iterator a previous page returned (its prevIterator, `-...`: the page before)",
 )
+SEARCH: Final = query(
+    "search",
+    {"type": "string", "maxLength": 200},
+    "webhookd's own: only items whose name (an endpoint's URL or description), uid or id"
+    " contains this, ignoring case",
+)
 ORDER: Final = query("order", {"type": "string", "enum": ["ascending", "descending"]}, "Sort order")
 BEFORE: Final = query(
     "before", {"type": "string", "format": "date-time"}, "Only items created before this time"
@@ -134,7 +140,8 @@ def _apps() -> dict[str, Any]:
     return {
         "/api/v1/app": {
             "get": op("v1.application.list", "List applications", tag,
-                      {"200": "ListResponse_ApplicationOut_"}, [LIMIT, ITERATOR, ORDER]),
+                      {"200": "ListResponse_ApplicationOut_"},
+                      [LIMIT, ITERATOR, ORDER, SEARCH]),
             "post": op("v1.application.create", "Create an application", tag,
                        {"200": "ApplicationOut", "201": "ApplicationOut"},
                        [query("get_if_exists", {"type": "string", "enum": ["true", "false"]},
@@ -166,7 +173,8 @@ def _endpoints() -> dict[str, Any]:
     return {
         base: {
             "get": op("v1.endpoint.list", "List endpoints", tag,
-                      {"200": "ListResponse_EndpointOut_"}, [APP_ID, LIMIT, ITERATOR, ORDER]),
+                      {"200": "ListResponse_EndpointOut_"},
+                      [APP_ID, LIMIT, ITERATOR, ORDER, SEARCH]),
             "post": op("v1.endpoint.create", "Create an endpoint", tag,
                        {"201": "EndpointOut"}, [APP_ID, IDEMPOTENCY_KEY], "EndpointIn"),
         },

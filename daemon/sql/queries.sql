@@ -1185,14 +1185,19 @@ LIMIT 1;
 
 -- name: api_app_list
 -- A page of applications in seq order after $2 ($3: descending, before $2), only application
--- $1 when given (an application-scoped token); $4 is the page size plus one.
--- params: app_id, after_seq, descending, limit
+-- $1 when given (an application-scoped token); $4 is the page size plus one. $5 (the
+-- console's search): only those whose name, uid or id contains it, ignoring case.
+-- params: app_id, after_seq, descending, limit, search
 (SELECT * FROM webhookd.api_apps
  WHERE NOT $3 AND ($1::text IS NULL OR id = $1) AND ($2::bigint IS NULL OR seq > $2)
+   AND ($5::text IS NULL
+        OR strpos(lower(name || ' ' || coalesce(uid, '') || ' ' || id), lower($5)) > 0)
  ORDER BY seq LIMIT $4)
 UNION ALL
 (SELECT * FROM webhookd.api_apps
  WHERE $3 AND ($1::text IS NULL OR id = $1) AND ($2::bigint IS NULL OR seq < $2)
+   AND ($5::text IS NULL
+        OR strpos(lower(name || ' ' || coalesce(uid, '') || ' ' || id), lower($5)) > 0)
  ORDER BY seq DESC LIMIT $4);
 
 -- name: api_app_insert
@@ -1222,16 +1227,21 @@ SELECT id FROM webhookd.endpoints WHERE tenant_id = $1 AND deleted_at IS NULL OR
 
 -- name: api_endpoint_list
 -- A page of a tenant's live endpoints in (created_at, id) order after ($2, $3) ($4:
--- descending, before it); $5 is the page size plus one.
--- params: tenant_id, after_at, after_id, descending, limit
+-- descending, before it); $5 is the page size plus one. $6 (the console's search): only
+-- those whose URL, description, uid or id contains it, ignoring case.
+-- params: tenant_id, after_at, after_id, descending, limit, search
 (SELECT * FROM webhookd.endpoints
  WHERE NOT $4 AND tenant_id = $1 AND deleted_at IS NULL
    AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::text))
+   AND ($6::text IS NULL OR strpos(lower(url || ' ' || description || ' '
+                                         || coalesce(uid, '') || ' ' || id), lower($6)) > 0)
  ORDER BY created_at, id LIMIT $5)
 UNION ALL
 (SELECT * FROM webhookd.endpoints
  WHERE $4 AND tenant_id = $1 AND deleted_at IS NULL
    AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::text))
+   AND ($6::text IS NULL OR strpos(lower(url || ' ' || description || ' '
+                                         || coalesce(uid, '') || ' ' || id), lower($6)) > 0)
  ORDER BY created_at DESC, id DESC LIMIT $5);
 
 -- name: api_endpoint_get

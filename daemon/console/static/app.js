@@ -311,39 +311,38 @@
     every(5000, load);
   }
 
+  function debounce(fn, ms) {
+    let timer = null;
+    return () => { clearTimeout(timer); timer = setTimeout(fn, ms); };
+  }
+
+  // A paged list that the server searches (`search`): rows() draws one page's items.
+  function pagedList(path, search, rows, pager, out, draw) {
+    const load = (iterator) => guard(out, async () => {
+      const q = new URLSearchParams({ limit: '50' });
+      if (iterator) q.set('iterator', iterator);
+      if (search.value.trim()) q.set('search', search.value.trim());
+      const data = await get(`${path}?${q}`);
+      rows.replaceChildren(...draw(data.data));
+      pager.replaceChildren(
+        h('button', { type: 'button', class: 'secondary', disabled: !iterator, onclick: () => load(data.prevIterator) }, 'Previous page'),
+        h('button', { type: 'button', class: 'secondary', disabled: data.done, onclick: () => load(data.iterator) }, 'Next page'));
+    });
+    search.addEventListener('input', debounce(() => load(null), 250));
+    return load;
+  }
+
   async function appsPage() {
     const out = h('div', {});
     const rows = h('tbody', {});
     const search = h('input', { id: 'app-search', type: 'search', placeholder: 'name, uid or id' });
     const pager = h('div', { class: 'pager' });
-    let current = [];
-    const show = () => {
-      const q = search.value.trim().toLowerCase();
-      const shown = current.filter((a) => !q || [a.name, a.uid || '', a.id].some((v) => v.toLowerCase().includes(q)));
-      rows.replaceChildren(...shown.map((a) => h('tr', {},
-        h('td', {}, h('a', { href: link(a.id) }, a.name)),
-        h('td', {}, a.uid || '—'), h('td', {}, a.id), h('td', {}, when(a.createdAt)))));
-      if (!shown.length) rows.append(h('tr', {}, h('td', { colspan: 4 }, 'No application matches.')));
-    };
-    const load = (iterator) => guard(out, async () => {
-      const q = iterator ? `&iterator=${enc(iterator)}` : '';
-      const pageData = await get(`/api/v1/app?limit=50${q}`);
-      current = pageData.data;
-      pager.replaceChildren(
-        h('button', { type: 'button', class: 'secondary', disabled: !iterator,
-          onclick: () => load(pageData.prevIterator) }, 'Previous page'),
-        h('button', { type: 'button', class: 'secondary', disabled: pageData.done,
-          onclick: () => load(pageData.iterator) }, 'Next page'));
-      show();
-    });
-    search.addEventListener('input', show);
+    const load = pagedList('/api/v1/app', search, rows, pager, out, (apps) => (apps.length ? apps.map((a) => h('tr', { 'data-testid': 'app' },
+      h('td', {}, h('a', { href: link(a.id) }, a.name)),
+      h('td', {}, a.uid || '—'), h('td', {}, a.id), h('td', {}, when(a.createdAt)))) : [h('tr', {}, h('td', { colspan: 4 }, 'No application matches.'))]));
     page('Applications',
-      h('form', { class: 'inline', role: 'search', onsubmit: (ev) => {
-        ev.preventDefault();
-        const q = search.value.trim();
-        if (q) guard(out, async () => { const a = await get(appPath(q)); location.hash = link(a.id); });
-      } },
-      h('label', { for: 'app-search' }, 'Search applications (this page; Enter opens an id or uid)'), search),
+      h('form', { class: 'inline', role: 'search', onsubmit: (ev) => { ev.preventDefault(); load(null); } },
+        h('label', { for: 'app-search' }, 'Search applications'), search),
       out,
       h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'uid'), h('th', {}, 'id'), h('th', {}, 'Created'))), rows),
       pager);
@@ -391,27 +390,11 @@
     const search = h('input', { id: 'ep-search', type: 'search', placeholder: 'URL, description, uid or id' });
     const pager = h('div', { class: 'pager' });
     const stats = h('div', {});
-    let current = [];
-    const show = () => {
-      const q = search.value.trim().toLowerCase();
-      const shown = current.filter((e) => !q || [e.url, e.description, e.uid || '', e.id].some((v) => v.toLowerCase().includes(q)));
-      rows.replaceChildren(...shown.map((e) => h('tr', {},
-        h('td', { class: 'wrap' }, h('a', { href: link(info.id, 'endpoints', e.id) }, e.url)),
-        h('td', {}, e.description || '—'),
-        h('td', {}, e.disabled ? `Disabled${e.disabledReason ? ': ' + e.disabledReason : ''}` : 'Enabled'),
-        h('td', {}, (e.eventTypes || ['every type']).join(', ')))));
-      if (!shown.length) rows.append(h('tr', {}, h('td', { colspan: 4 }, 'No endpoint matches.')));
-    };
-    const load = (iterator) => guard(out, async () => {
-      const q = iterator ? `&iterator=${enc(iterator)}` : '';
-      const data = await get(`${appPath(info.id)}/endpoint?limit=50${q}`);
-      current = data.data;
-      pager.replaceChildren(
-        h('button', { type: 'button', class: 'secondary', disabled: !iterator, onclick: () => load(data.prevIterator) }, 'Previous page'),
-        h('button', { type: 'button', class: 'secondary', disabled: data.done, onclick: () => load(data.iterator) }, 'Next page'));
-      show();
-    });
-    search.addEventListener('input', show);
+    const load = pagedList(`${appPath(info.id)}/endpoint`, search, rows, pager, out, (eps) => (eps.length ? eps.map((e) => h('tr', { 'data-testid': 'endpoint' },
+      h('td', { class: 'wrap' }, h('a', { href: link(info.id, 'endpoints', e.id) }, e.url)),
+      h('td', {}, e.description || '—'),
+      h('td', {}, e.disabled ? `Disabled${e.disabledReason ? ': ' + e.disabledReason : ''}` : 'Enabled'),
+      h('td', {}, (e.eventTypes || ['every type']).join(', ')))) : [h('tr', {}, h('td', { colspan: 4 }, 'No endpoint matches.'))]));
     const extra = [];
     if (canWrite()) {
       extra.push(h('h2', {}, 'Add an endpoint'), endpointForm(async (body) => {
@@ -424,7 +407,8 @@
     page(MODE === 'portal' ? info.name : `Application ${info.name}`,
       tabs(info.id, 'Endpoints'), out, stats,
       h('h2', {}, 'Endpoints'),
-      h('label', { for: 'ep-search' }, 'Search endpoints (this page)'), search,
+      h('form', { class: 'inline', role: 'search', onsubmit: (ev) => { ev.preventDefault(); load(null); } },
+        h('label', { for: 'ep-search' }, 'Search endpoints'), search),
       h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'URL'), h('th', {}, 'Description'), h('th', {}, 'State'), h('th', {}, 'Event types'))), rows),
       pager, ...extra);
     await load(null);

@@ -197,3 +197,25 @@ async def test_revealing_a_secret_or_headers_is_logged_without_the_values(
     ]  # fmt: skip
     assert all(e["token_id"].startswith("key_") for e in revealed)
     assert secret not in str(logs) and "plain-value" not in str(logs)
+
+
+async def test_application_and_endpoint_lists_are_searched_and_paged(api: ApiUnderTest) -> None:
+    for n in range(3):
+        await make_app(api, f"shop-{n}", f"Shop {n}")
+    await make_app(api, "bank", "Bank")
+    for n in range(3):
+        await make_endpoint(api, "bank", f"https://hooks.example.com/orders/{n}")
+    await make_endpoint(api, "bank", "https://other.example.com/x", description="ORDERS too")
+    await make_endpoint(api, "bank", "https://other.example.com/y")
+
+    first = await api.get("/api/v1/app?search=SHOP&limit=2")
+    assert [a["uid"] for a in first.body["data"]] == ["shop-0", "shop-1"]
+    rest = await api.get(f"/api/v1/app?search=SHOP&limit=2&iterator={first.body['iterator']}")
+    assert [a["uid"] for a in rest.body["data"]] == ["shop-2"] and rest.body["done"]
+    assert (await api.get("/api/v1/app?search=%20")).body["data"][0]["uid"] == "shop-0"
+    assert (await api.get("/api/v1/app?search=" + "x" * 201)).status == 422
+
+    found = await api.get("/api/v1/app/bank/endpoint?search=orders")
+    assert len(found.body["data"]) == 4  # three URLs, one description
+    scoped = await api.token("read", app="bank")
+    assert (await api.get("/api/v1/app?search=shop", token=scoped)).body["data"] == []

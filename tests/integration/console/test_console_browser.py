@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from playwright.async_api import expect
 
 from tests.api_support import ApiUnderTest, make_app, make_endpoint
 from tests.browser_support import accessibility_violations, screenshot
@@ -143,3 +144,20 @@ async def test_a_wrong_token_is_refused_at_the_login_form(api: ApiUnderTest, bro
     await page.get_by_role("alert").filter(has_text="invalid").wait_for()
     assert await accessibility_violations(page) == []
     await screenshot(page, "console-login")
+
+
+async def test_the_application_list_is_searched_as_the_operator_types(
+    api: ApiUnderTest, browser: Any
+) -> None:
+    for uid, name in (("shop", "Corner <Shop>"), ("bank", "Bank"), ("bakery", "Bakery")):
+        await make_app(api, uid, name)
+    page = await browser.new_page()
+    await _log_in(page, api, api.admin)
+    await page.get_by_role("link", name="Applications").click()
+    await page.get_by_test_id("app").nth(2).wait_for()
+    await page.get_by_label("Search applications").fill("<sh")
+    await page.get_by_test_id("app").filter(has_text="Corner <Shop>").wait_for()
+    await expect(page.get_by_test_id("app")).to_have_count(1)
+    await page.get_by_role("link", name="Corner <Shop>").press("Enter")  # by keyboard
+    await page.get_by_role("heading", name="Application Corner <Shop>").wait_for()
+    assert await accessibility_violations(page) == []
