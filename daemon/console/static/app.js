@@ -480,9 +480,11 @@
     const attemptsBox = h('div', {});
     let win = 'hour';
     let failedOnly = false;
+    const onFresh = [];
     const refresh = () => guard(out, async () => {
       const [fresh, state, o] = await Promise.all([get(base), get(`${base}/state`), get(`${base}/stats/overview?window=${win}`)]);
       stateBox.replaceChildren(stateList(fresh, state, o));
+      for (const update of onFresh) update(fresh);
       chartsBox.replaceChildren(windowToggle(win, (w) => { win = w; refresh(); }), ...statsView(o, true));
       const list = await get(`/api/v1/app/${enc(app)}/attempt/endpoint/${enc(ep.id)}?limit=20${failedOnly ? '&status=2' : ''}`);
       attemptsBox.replaceChildren(attemptsTable(list.data, app, false));
@@ -492,7 +494,7 @@
       h('h2', {}, 'State'), stateBox,
       h('h2', {}, 'Deliveries'), chartsBox,
       h('h2', {}, 'Settings'), settingsList(ep), secretsBox(base),
-      canWrite() ? actionsBox(app, ep, base, refresh) : h('p', { class: 'muted' }, 'This token may only read.'),
+      canWrite() ? actionsBox(app, ep, base, refresh, onFresh) : h('p', { class: 'muted' }, 'This token may only read.'),
       h('h2', {}, 'Recent attempts'),
       h('label', { class: 'check' }, filter, 'Failed attempts only'),
       attemptsBox);
@@ -520,14 +522,23 @@
       h('p', { class: 'muted' }, 'Revealing a secret or the headers is logged with your token’s id.'), out);
   }
 
-  function actionsBox(app, ep, base, refresh) {
+  function actionsBox(app, ep, base, refresh, onFresh) {
     const out = h('div', {});
     const act = (fn, done) => () => guard(out, async () => { await fn(); message(out, done, true); await refresh(); });
-    const reason = h('input', { id: 'disable-reason', name: 'reason' });
-    const toggle = ep.disabled
-      ? h('button', { type: 'button', onclick: act(() => post(`${base}/enable`), 'Enabled.') }, 'Enable')
-      : h('form', { class: 'inline', onsubmit: (ev) => { ev.preventDefault(); act(() => post(`${base}/disable`, reason.value ? { reason: reason.value } : {}), 'Disabled.')(); } },
-        h('label', { for: 'disable-reason' }, 'Reason'), reason, h('button', { type: 'submit', class: 'danger' }, 'Disable'));
+    // Enable or disable, whichever the endpoint's state (as last read) allows.
+    const toggle = h('div', {});
+    let wasDisabled = null;
+    const showToggle = (fresh) => {
+      if (fresh.disabled === wasDisabled) return;
+      wasDisabled = fresh.disabled;
+      const reason = h('input', { id: 'disable-reason', name: 'reason' });
+      toggle.replaceChildren(fresh.disabled
+        ? h('button', { type: 'button', onclick: act(() => post(`${base}/enable`), 'Enabled.') }, 'Enable')
+        : h('form', { class: 'inline', onsubmit: (ev) => { ev.preventDefault(); act(() => post(`${base}/disable`, reason.value ? { reason: reason.value } : {}), 'Disabled.')(); } },
+          h('label', { for: 'disable-reason' }, 'Reason'), reason, h('button', { type: 'submit', class: 'danger' }, 'Disable')));
+    };
+    showToggle(ep);
+    onFresh.push(showToggle);
     const rotated = h('div', {});
     const rotate = h('button', { type: 'button', onclick: () => guard(out, async () => {
       const key = await post(`${base}/secret/rotate`);
@@ -670,10 +681,13 @@
       const list = await get(`/api/v1/app/${enc(app)}/attempt/msg/${enc(msg.id)}?limit=250`);
       attemptsBox.replaceChildren(attemptsTable(list.data, app, true));
       const endpoints = [...new Set(list.data.map((a) => a.endpointId))];
-      resendBox.replaceChildren(...(canWrite() ? endpoints.map((ep) => h('button', { type: 'button', class: 'secondary', onclick: () => guard(out, async () => {
-        await post(`${appPath(app)}/msg/${enc(msg.id)}/endpoint/${enc(ep)}/resend`);
-        message(out, `Resent to ${ep}.`, true);
-      }) }, `Resend to ${ep}`)) : []));
+      const resend = (targets) => guard(out, async () => {
+        for (const ep of targets) await post(`${appPath(app)}/msg/${enc(msg.id)}/endpoint/${enc(ep)}/resend`);
+        message(out, `Resent to ${targets.length} endpoint${targets.length === 1 ? '' : 's'}.`, true);
+      });
+      const buttons = endpoints.map((ep) => h('button', { type: 'button', class: 'secondary', onclick: () => resend([ep]) }, `Resend to ${ep}`));
+      if (endpoints.length > 1) buttons.push(h('button', { type: 'button', onclick: () => resend(endpoints) }, 'Replay to every endpoint'));
+      resendBox.replaceChildren(...(canWrite() ? buttons : []));
     });
     page(`Message ${msg.id}`, tabs(app, 'Messages'), out,
       h('dl', { class: 'settings' }, h('dt', {}, 'Event type'), h('dd', {}, msg.eventType),

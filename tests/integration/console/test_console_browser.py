@@ -161,3 +161,62 @@ async def test_the_application_list_is_searched_as_the_operator_types(
     await page.get_by_role("link", name="Corner <Shop>").press("Enter")  # by keyboard
     await page.get_by_role("heading", name="Application Corner <Shop>").wait_for()
     assert await accessibility_violations(page) == []
+
+
+async def test_endpoint_actions_change_the_endpoint_as_the_api_then_shows_it(
+    api: ApiUnderTest, receiver: Receiver, run_daemon: DaemonFactory, browser: Any
+) -> None:
+    await make_app(api, "acme")
+    ep = await make_endpoint(api, "acme", receiver.url("/hook"), uid="hook")
+    path = "/api/v1/app/acme/endpoint/hook"
+    async with run_daemon():
+        page = await browser.new_page()
+        await _log_in(page, api, api.admin)
+        await page.keyboard.press("Tab")  # the first stop is the skip link
+        assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+        await page.goto(f"{api.base_url}/console#/apps/acme/endpoints/{ep['id']}")
+
+        await page.get_by_label("Reason").fill("maintenance <window>")
+        await page.get_by_role("button", name="Disable").click()
+        state = page.get_by_test_id("endpoint-state")
+        await state.get_by_text("no — maintenance <window>").wait_for()
+        assert (await api.get(path)).body["disabledReason"] == "maintenance <window>"
+        await page.get_by_role("button", name="Enable").click()
+        await state.get_by_text("yes", exact=True).wait_for()
+
+        await page.get_by_label("Event types (comma-separated; empty: every type)").fill(
+            "order.created, order.paid"
+        )
+        await page.get_by_label("Rate limit (messages per second; empty: none)").fill("7")
+        await page.get_by_label("Burst (empty: default)").fill("3")
+        await page.get_by_label('Add or change headers (one "Name: value" a line)').fill(
+            "X-Tenant: acme\nX-Api-Key: k-123"
+        )
+        await page.get_by_role("button", name="Save").click()
+        await page.get_by_text("Saved.").wait_for()
+        saved = (await api.get(path)).body
+        assert (saved["eventTypes"], saved["throttleRate"], saved["burst"]) == (
+            ["order.created", "order.paid"], 7, 3
+        )  # fmt: skip
+        await page.get_by_role("button", name="Show headers").click()
+        await page.get_by_text("sensitive: never shown").wait_for()
+        assert await page.get_by_text("k-123").count() == 0
+
+        await page.get_by_label("Event type", exact=True).fill("order.paid")
+        await page.get_by_role("button", name="Send test event").click()
+        await page.get_by_text("Test event sent:").wait_for()
+        await receiver.wait_hits(1, "/hook")
+        assert receiver.at("/hook")[0].headers["X-Tenant"] == "acme"
+
+        # The message log, filtered by endpoint and status; the message's page resends it.
+        await page.get_by_role("link", name="Messages").click()
+        await page.get_by_label("Endpoint", exact=True).select_option(ep["id"])
+        await page.get_by_label("Attempt status (with an endpoint)").select_option("0")
+        await page.get_by_role("button", name="Filter").click()
+        attempt = page.get_by_test_id("attempt").filter(has_text="200")
+        await attempt.wait_for()
+        await attempt.get_by_role("link").click()
+        await page.get_by_role("button", name=f"Resend to {ep['id']}").click()
+        await page.get_by_text("Resent to 1 endpoint.").wait_for()
+        await receiver.wait_hits(2, "/hook")
+        assert await accessibility_violations(page) == []
