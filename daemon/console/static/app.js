@@ -225,10 +225,14 @@
     ];
   }
 
+  // Built once per page (a refresh must not replace a control that may have focus).
   function windowToggle(current, onChange) {
     const buttons = ['hour', 'day'].map((w) => h('button', {
-      type: 'button', class: 'secondary', 'aria-pressed': String(w === current),
-      onclick: () => onChange(w),
+      type: 'button', class: 'secondary', 'aria-pressed': String(w === current), 'data-window': w,
+      onclick: () => {
+        for (const b of buttons) b.setAttribute('aria-pressed', String(b.dataset.window === w));
+        onChange(w);
+      },
     }, w === 'hour' ? 'Last hour' : 'Last day'));
     return h('div', { class: 'pager', role: 'group', 'aria-label': 'Time window' }, buttons);
   }
@@ -299,12 +303,11 @@
     let win = 'hour';
     const box = h('div', { 'aria-live': 'off' });
     const out = h('div', {});
-    const toggle = h('div', {});
     const load = () => guard(out, async () => {
       const o = await get(`/api/v1/stats/overview?window=${win}`);
-      toggle.replaceChildren(windowToggle(win, (w) => { win = w; load(); }));
       box.replaceChildren(...statsView(o, false));
     });
+    const toggle = windowToggle(win, (w) => { win = w; load(); });
     page('Overview', toggle, out, box,
       h('p', { class: 'muted' }, 'Refreshed every 5 seconds.'));
     await load();
@@ -481,25 +484,32 @@
     let win = 'hour';
     let failedOnly = false;
     const onFresh = [];
-    const refresh = () => guard(out, async () => {
+    // State and charts refresh by themselves; the attempts (whose response bodies may be open)
+    // when asked, or after an action.
+    const refreshState = () => guard(out, async () => {
       const [fresh, state, o] = await Promise.all([get(base), get(`${base}/state`), get(`${base}/stats/overview?window=${win}`)]);
       stateBox.replaceChildren(stateList(fresh, state, o));
       for (const update of onFresh) update(fresh);
-      chartsBox.replaceChildren(windowToggle(win, (w) => { win = w; refresh(); }), ...statsView(o, true));
+      chartsBox.replaceChildren(...statsView(o, true));
+    });
+    const loadAttempts = () => guard(out, async () => {
       const list = await get(`/api/v1/app/${enc(app)}/attempt/endpoint/${enc(ep.id)}?limit=20${failedOnly ? '&status=2' : ''}`);
       attemptsBox.replaceChildren(attemptsTable(list.data, app, false));
     });
-    const filter = h('input', { id: 'failed-only', type: 'checkbox', onchange: (ev) => { failedOnly = ev.target.checked; refresh(); } });
+    const refresh = async () => { await refreshState(); await loadAttempts(); };
+    const filter = h('input', { id: 'failed-only', type: 'checkbox', onchange: (ev) => { failedOnly = ev.target.checked; loadAttempts(); } });
+    const toggle = windowToggle(win, (w) => { win = w; refreshState(); });
     page(`Endpoint ${ep.url}`, tabs(app, 'Endpoints'), out,
       h('h2', {}, 'State'), stateBox,
-      h('h2', {}, 'Deliveries'), chartsBox,
+      h('h2', {}, 'Deliveries'), toggle, chartsBox,
       h('h2', {}, 'Settings'), settingsList(ep), secretsBox(base),
       canWrite() ? actionsBox(app, ep, base, refresh, onFresh) : h('p', { class: 'muted' }, 'This token may only read.'),
       h('h2', {}, 'Recent attempts'),
-      h('label', { class: 'check' }, filter, 'Failed attempts only'),
+      h('div', { class: 'pager' }, h('label', { class: 'check' }, filter, 'Failed attempts only'),
+        h('button', { type: 'button', class: 'secondary', onclick: loadAttempts }, 'Refresh attempts')),
       attemptsBox);
     await refresh();
-    every(5000, refresh);
+    every(5000, refreshState);
   }
 
   function secretsBox(base) {
@@ -859,6 +869,12 @@
     window.addEventListener('hashchange', route);
     await route();
   }
+
+  // The skip link moves focus to the content; as a plain #main link it would be a route.
+  document.querySelector('.skip').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    main.focus();
+  });
 
   if (MODE === 'portal') {
     startPortal();

@@ -172,8 +172,18 @@ async def test_endpoint_actions_change_the_endpoint_as_the_api_then_shows_it(
     async with run_daemon():
         page = await browser.new_page()
         await _log_in(page, api, api.admin)
-        await page.keyboard.press("Tab")  # the first stop is the skip link
-        assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+        # Each page puts focus on its content, whose first Tab stop is its first control; the
+        # skip link, once focused, shows and moves focus to the content, staying on the page.
+        await expect(page.locator("#main")).to_be_focused()
+        await page.get_by_test_id("dps").wait_for()
+        await page.keyboard.press("Tab")
+        await expect(page.get_by_role("button", name="Last hour")).to_be_focused()
+        skip = page.get_by_role("link", name="Skip to content")
+        await skip.focus()
+        assert (await skip.bounding_box() or {"x": -1})["x"] >= 0  # on screen when focused
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#main")).to_be_focused()
+        await page.get_by_role("heading", name="Overview").wait_for()
         await page.goto(f"{api.base_url}/console#/apps/acme/endpoints/{ep['id']}")
 
         await page.get_by_label("Reason").fill("maintenance <window>")
