@@ -230,3 +230,15 @@ async def test_endpoint_actions_change_the_endpoint_as_the_api_then_shows_it(
         await page.get_by_text("Resent to 1 endpoint.").wait_for()
         await receiver.wait_hits(2, "/hook")
         assert await accessibility_violations(page) == []
+
+
+async def test_the_overview_refreshes_by_itself(api: ApiUnderTest, browser: Any) -> None:
+    await make_app(api, "acme")
+    await make_endpoint(api, "acme", "https://example.com/hook")
+    page = await browser.new_page()
+    await _log_in(page, api, api.admin)
+    scheduled = page.get_by_test_id("scheduled")
+    await expect(scheduled).to_contain_text("0")
+    later = {"eventType": "e", "payload": {}, "deliverAt": "2999-01-01T00:00:00Z"}
+    assert (await api.post("/api/v1/app/acme/msg", later)).status == 202
+    await expect(scheduled).to_contain_text("1", timeout=8000)  # the 5 s poll, no reload
