@@ -49,7 +49,11 @@ async def test_the_portal_in_an_iframe_shows_one_application_and_nothing_of_anot
     db_dsn: str, browser: Any
 ) -> None:
     # Any loopback port may frame the portal here: the embedding page is another origin.
-    console = {"frame_ancestors": "'self' http://127.0.0.1:*", "portal_name": "Acme Hooks"}
+    console = {
+        "frame_ancestors": "'self' http://127.0.0.1:*",
+        "portal_name": "Acme Hooks",
+        "portal_primary_color": "#0f5132",
+    }
     async with running_api(db_dsn, console=console) as api:
         await make_app(api, "acme", "Acme Inc.")
         other = await make_app(api, "globex")
@@ -79,6 +83,10 @@ async def test_the_portal_in_an_iframe_shows_one_application_and_nothing_of_anot
         await page.goto(await _portal_link(api, "acme"))
         await page.get_by_text("https://acme.example.com/hook").wait_for()
         assert "key=" not in page.url  # the one-time token left the address bar
+        header = await page.evaluate(
+            "getComputedStyle(document.querySelector('header')).backgroundColor"
+        )
+        assert header == "rgb(15, 81, 50)"  # the brand colour
         assert await accessibility_violations(page) == []
         await screenshot(page, "portal-endpoints")
 
