@@ -1631,16 +1631,22 @@ WHERE a.started_at >= now() - make_interval(secs => $2)
 
 -- name: api_stats_backlog
 -- Deliveries waiting for endpoints $1 (NULL: every endpoint): due now, scheduled later (a
--- retry, deliver_after, a pause), in flight; and dead letters of the last 24 hours.
+-- retry, deliver_after, a pause), in flight; and dead letters of the last 24 hours. One
+-- subquery each, so each reads its partial index (deliveries_due_idx, deliveries_lease_idx,
+-- deliveries_failed_at_idx) rather than every failed delivery ever kept.
 -- params: endpoint_ids
-SELECT count(*) FILTER (WHERE d.status = 'pending' AND d.next_attempt_at <= now()) AS due,
-       count(*) FILTER (WHERE d.status = 'pending' AND d.next_attempt_at > now()) AS scheduled,
-       count(*) FILTER (WHERE d.status = 'delivering') AS delivering,
-       count(*) FILTER (WHERE d.status = 'failed'
-                        AND d.updated_at >= now() - interval '24 hours') AS dead_24h
-FROM webhookd.deliveries d
-WHERE d.status IN ('pending', 'delivering', 'failed')
-  AND ($1::text[] IS NULL OR d.endpoint_id = ANY ($1::text[]));
+SELECT (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+          AND ($1::text[] IS NULL OR d.endpoint_id = ANY ($1::text[]))) AS due,
+       (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.status = 'pending' AND d.next_attempt_at > now()
+          AND ($1::text[] IS NULL OR d.endpoint_id = ANY ($1::text[]))) AS scheduled,
+       (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.status = 'delivering'
+          AND ($1::text[] IS NULL OR d.endpoint_id = ANY ($1::text[]))) AS delivering,
+       (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.status = 'failed' AND d.updated_at >= now() - interval '24 hours'
+          AND ($1::text[] IS NULL OR d.endpoint_id = ANY ($1::text[]))) AS dead_24h;
 
 -- name: api_stats_endpoints
 -- The health of live endpoints $1 (NULL: every one): disabled (by hand or by webhookd: a

@@ -452,6 +452,8 @@
       ['Enabled', ep.disabled ? `no — ${ep.disabledReason || 'no reason given'}` : 'yes'],
       ['Paused', state.paused ? `until ${when(state.pausedUntil)}` : 'no'],
       ['Failing', state.failingSince ? `since ${when(state.failingSince)} (${state.consecutiveFailures} in a row)` : 'no'],
+      // The breaker's cool-down is stored as a pause: a pause while failing is how it shows.
+      ['Circuit breaker', state.paused && state.failingSince ? 'open (paused while failing)' : 'closed'],
       ['In flight now', o.backlog.delivering], ['Due now', o.backlog.due], ['Scheduled', o.backlog.scheduled],
     ];
     return h('dl', { class: 'settings', 'data-testid': 'endpoint-state' }, rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))]));
@@ -549,6 +551,13 @@
     };
     showToggle(ep);
     onFresh.push(showToggle);
+    const seconds = h('input', { id: 'pause-seconds', type: 'number', min: 1, value: 300 });
+    const pause = h('form', { class: 'inline', onsubmit: (ev) => {
+      ev.preventDefault();
+      act(() => post(`${base}/pause`, { durationSeconds: Number(seconds.value) }), 'Paused.')();
+    } }, h('label', { for: 'pause-seconds' }, 'Pause for (seconds)'), seconds,
+    h('button', { type: 'submit', class: 'secondary' }, 'Pause'),
+    h('button', { type: 'button', class: 'secondary', onclick: act(() => post(`${base}/resume`), 'Resumed.') }, 'Resume'));
     const rotated = h('div', {});
     const rotate = h('button', { type: 'button', onclick: () => guard(out, async () => {
       const key = await post(`${base}/secret/rotate`);
@@ -567,6 +576,7 @@
     return h('section', { class: 'actions', 'aria-labelledby': 'actions-title' },
       h('h2', { id: 'actions-title' }, 'Actions'), out,
       h('div', { class: 'panel' }, toggle),
+      h('div', { class: 'panel' }, pause),
       h('div', { class: 'panel' }, rotate, rotated),
       h('div', { class: 'panel' }, test, sent),
       h('div', { class: 'panel' }, editForm(ep, base, refresh)),

@@ -193,6 +193,12 @@ async def test_endpoint_actions_change_the_endpoint_as_the_api_then_shows_it(
         assert (await api.get(path)).body["disabledReason"] == "maintenance <window>"
         await page.get_by_role("button", name="Enable").click()
         await state.get_by_text("yes", exact=True).wait_for()
+        await page.get_by_role("button", name="Pause", exact=True).click()
+        await state.get_by_text("until ").wait_for()
+        assert (await api.get(path + "/state")).body["paused"] is True
+        await page.get_by_role("button", name="Resume").click()
+        await page.get_by_text("Resumed.").wait_for()
+        assert (await api.get(path + "/state")).body["paused"] is False
 
         await page.get_by_label("Event types (comma-separated; empty: every type)").fill(
             "order.created, order.paid"
