@@ -99,7 +99,7 @@ async def test_an_operator_logs_in_sees_failures_rotates_and_requeues_a_dead_let
         await _dead_letters(api, 0)
 
 
-async def test_a_requeue_by_window_says_how_many_before_it_acts(
+async def test_a_requeue_of_a_selection_or_a_window_says_how_many_before_it_acts(
     api: ApiUnderTest, receiver: Receiver, run_daemon: DaemonFactory, browser: Any
 ) -> None:
     healthy = {"on": False}
@@ -114,13 +114,23 @@ async def test_a_requeue_by_window_says_how_many_before_it_acts(
         await _log_in(page, api, api.admin)
         await page.goto(f"{api.base_url}/console#/apps/acme/dead-letters")
         await page.get_by_test_id("dead-letter").first.wait_for()
+        healthy["on"] = True
+        await page.get_by_role("checkbox").first.check()
+        await page.get_by_role("button", name="Requeue selected").click()
+        dialog = page.get_by_role("alertdialog")
+        await dialog.get_by_text("Requeue 1 selected dead letter?").wait_for()
+        await dialog.get_by_role("button", name="Confirm").click()
+        await page.get_by_text("Requeued 1.").wait_for()
+        await receiver.wait_hits(4, "/w")
+
         await page.get_by_label("Failed since").fill("2000-01-01T00:00")
         await page.get_by_role("button", name="Requeue the window").click()
-        dialog = page.get_by_role("alertdialog")
-        await dialog.get_by_text("Requeue 3 dead letters failed in this window?").wait_for()
-        healthy["on"] = True
+        await dialog.get_by_text("Requeue 2 dead letters failed in this window?").wait_for()
+        await dialog.get_by_role("button", name="Cancel").click()
+        assert await dialog.count() == 0
+        await page.get_by_role("button", name="Requeue the window").click()
         await dialog.get_by_role("button", name="Confirm").click()
-        await page.get_by_text("Requeued 3.").wait_for()
+        await page.get_by_text("Requeued 2.").wait_for()
         await receiver.wait_hits(6, "/w")
 
 

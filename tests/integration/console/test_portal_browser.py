@@ -110,3 +110,13 @@ async def test_the_portal_in_an_iframe_shows_one_application_and_nothing_of_anot
             mine["url"],
             "https://acme.example.com/second",
         }
+
+        # Its own endpoint: rotate the secret, then delete it (after a confirmation).
+        await page.get_by_role("link", name="https://acme.example.com/second").click()
+        await page.get_by_role("button", name="Rotate secret").click()
+        await page.get_by_test_id("new-secret").wait_for()
+        await page.get_by_role("button", name="Delete endpoint").click()
+        await page.get_by_role("alertdialog").get_by_role("button", name="Confirm").click()
+        await page.get_by_role("heading", name="Acme Inc.", level=1).wait_for()
+        listed = await api.get("/api/v1/app/acme/endpoint")
+        assert [e["url"] for e in listed.body["data"]] == [mine["url"]]
