@@ -55,6 +55,7 @@ OTHER_VARIABLES = frozenset(
         "WEBHOOKD_TEST_DATABASE_URL",  # the test suite's server
         "WEBHOOKD_BENCH_DATABASE_URL",  # bench/
         "WEBHOOKD_BENCH_SMOKE",  # bench/, in the test suite
+        "WEBHOOKD_SCREENSHOTS",  # `make screenshots`: the console's browser tests write docs/
     }
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
