@@ -110,9 +110,19 @@ async def browser_context(endpoint: str, **options: Any) -> AsyncIterator[Any]:
 
 @pytest_asyncio.fixture
 async def browser(chromium_endpoint: str) -> AsyncIterator[Any]:
-    """`await browser.new_page()`, in a context of this test's own."""
+    """`await browser.new_page()`, in a context of this test's own. The test fails if a page
+    threw an uncaught error or broke its own Content-Security-Policy."""
+    problems: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            problems.append(f"CSP: {message.text}")
+
     async with browser_context(chromium_endpoint) as context:
+        context.on("console", on_console)
+        context.on("weberror", lambda error: problems.append(f"uncaught: {error.error}"))
         yield context
+    assert problems == [], "the pages reported errors"
 
 
 async def accessibility_violations(page: Any) -> list[str]:
