@@ -93,6 +93,12 @@
         S.csrf = null;
         showLogin('Your session has ended: log in again.');
       }
+      if (response.status === 401 && MODE === 'portal' && S.token && !path.endsWith('/portal-session')) {
+        S.token = null; // expired or revoked: nothing more can work with it
+        renderNav();
+        page('Your portal session has ended',
+          h('p', { role: 'alert' }, 'Open the portal again from your product to get a new link.'));
+      }
       throw new ApiError(response.status, data);
     }
     return data;
@@ -822,6 +828,7 @@
       if (p[2] === 'dead-letters') return await deadLettersPage(app);
       page('Not found', h('p', {}, 'No such page.'));
     } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return; // call() showed why
       page('Something went wrong', h('p', { class: 'error', role: 'alert' }, problem(err)));
     }
   }

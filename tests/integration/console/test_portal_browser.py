@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from svix.api import AppPortalAccessIn, SvixAsync, SvixOptions
 
+from daemon.api import tokens
 from tests.api_support import ApiUnderTest, make_app, make_endpoint, running_api
 from tests.browser_support import accessibility_violations, screenshot
 
@@ -120,3 +121,23 @@ async def test_the_portal_in_an_iframe_shows_one_application_and_nothing_of_anot
         await page.get_by_role("heading", name="Acme Inc.", level=1).wait_for()
         listed = await api.get("/api/v1/app/acme/endpoint")
         assert [e["url"] for e in listed.body["data"]] == [mine["url"]]
+
+
+async def test_a_portal_whose_session_ends_says_so(api: ApiUnderTest, browser: Any) -> None:
+    await make_app(api, "acme", "Acme Inc.")
+    page = await browser.new_page()
+    sessions: list[str] = []
+
+    async def remember(response: Any) -> None:
+        if response.url.endswith("/portal-session") and response.ok:
+            sessions.append((await response.json())["token"])
+
+    page.on("response", remember)
+    await page.goto(await _portal_link(api, "acme"))
+    await page.get_by_role("heading", name="Acme Inc.", level=1).wait_for()
+    ident = tokens.token_id(sessions[0])
+    assert ident is not None
+    await tokens.revoke_token(api.store, ident)  # as its expiry would
+    await page.get_by_role("link", name="Messages", exact=True).first.click()
+    await page.get_by_role("heading", name="Your portal session has ended").wait_for()
+    assert await page.get_by_role("navigation", name="Main").get_by_role("link").count() == 0
