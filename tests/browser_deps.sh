@@ -10,8 +10,8 @@ CHROMIUM=/usr/bin/chromium
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "tests/browser_deps.sh: installing chromium (apt-get)" >&2
     export DEBIAN_FRONTEND=noninteractive
-    if apt-get install -y --no-install-recommends chromium >/dev/null \
-        || { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; }; then
+    if apt-get install -y chromium >/dev/null \
+        || { apt-get update >/dev/null && apt-get install -y chromium >/dev/null; }; then
         [ -x "$CHROMIUM" ] && exit 0
     fi
 fi
