@@ -257,4 +257,4 @@ async def test_the_overview_refreshes_by_itself(api: ApiUnderTest, browser: Any)
     await expect(scheduled).to_contain_text("0")
     later = {"eventType": "e", "payload": {}, "deliverAt": "2999-01-01T00:00:00Z"}
     assert (await api.post("/api/v1/app/acme/msg", later)).status == 202
-    await expect(scheduled).to_contain_text("1", timeout=8000)  # the 5 s poll, no reload
+    await expect(scheduled).to_contain_text("1", timeout=12_000)  # the 5 s poll, no reload
