@@ -385,7 +385,9 @@ _CONSOLE: Final[dict[str, Any]] = {
     ),
     "AppPortalAccessOut": obj(["url", "token"], {"url": STRING, "token": STRING}),
     "PortalSessionOut": obj(
-        ["token", "appId", "expiresAt"], {"token": STRING, "appId": STRING, "expiresAt": TIMESTAMP}
+        ["token", "appId", "expiresAt", "scope"],
+        {"token": STRING, "appId": STRING, "expiresAt": TIMESTAMP,
+         "scope": {"type": "string", "enum": ["admin", "read"]}},
     ),
 }  # fmt: skip
 

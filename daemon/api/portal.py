@@ -35,12 +35,14 @@ def _base_url(request: web.Request) -> str:
 
 
 async def portal_access(request: web.Request) -> web.Response:
-    """Body (Svix's AppPortalAccessIn): `expiry` seconds; its other fields are ignored."""
+    """Body (Svix's AppPortalAccessIn): `expiry` seconds, `readOnly` (the portal may only
+    read); its other fields are ignored."""
     api = api_of(request)
     app = await app_of(request)
     body = await json_body(request)
     expiry = body.integer("expiry", low=60, high=MAX_EXPIRY_S)
     ttl_s = float(expiry) if isinstance(expiry, int) else api.config.console.portal_link_ttl_s
+    read_only = body.boolean("readOnly") is True
     ident, token = tokens.generate()
     await api.store.fetchrow(
         "api_portal_link",
@@ -48,6 +50,7 @@ async def portal_access(request: web.Request) -> web.Response:
         token_hash=tokens.digest(token),
         app_id=app["id"],
         ttl_s=ttl_s,
+        scope="read" if read_only else "admin",
     )
     log.info("api.portal_link", app=app["id"], link=ident, by=principal_of(request).token_id)
     url = f"{_base_url(request)}/portal#key={token}&app={app['id']}"
@@ -70,7 +73,9 @@ async def portal_session(request: web.Request) -> web.Response:
     if row is None or row["app_id"] != app["id"]:
         raise unauthorized("this portal link was already used or has expired")
     log.info("api.portal_session", app=app["id"], session=ident)
-    return json_response({"token": token, "appId": app["id"], "expiresAt": row["expires_at"]})
+    return json_response(
+        {"token": token, "appId": app["id"], "expiresAt": row["expires_at"], "scope": row["scope"]}
+    )
 
 
 def routes() -> list[Route]:

@@ -1666,12 +1666,14 @@ WHERE e.deleted_at IS NULL AND ($1::text[] IS NULL OR e.id = ANY ($1::text[]));
 
 -- name: api_portal_link
 -- A one-time portal link's token for application $3 (its id), living $4 seconds (at most 7
--- days); made by a function, as the API's role may not insert tokens.
--- params: token_id, token_hash, app_id, ttl_s
-SELECT webhookd.api_portal_link($1, $2, $3, $4) AS expires_at;
+-- days), of scope $5 (admin, or read); made by a function, as the API's role may not insert
+-- tokens.
+-- params: token_id, token_hash, app_id, ttl_s, scope
+SELECT webhookd.api_portal_link($1, $2, $3, $4, $5) AS expires_at;
 
 -- name: api_portal_exchange
 -- Use up live portal link $1 and make the portal session's token ($2, hash $3) for its
--- application, expiring with it; no row when the link was used, expired or never was.
+-- application, with its scope, expiring with it; no row when the link was used, expired or
+-- never was.
 -- params: link_id, token_id, token_hash
-SELECT app_id, expires_at FROM webhookd.api_portal_exchange($1, $2, $3);
+SELECT app_id, expires_at, scope FROM webhookd.api_portal_exchange($1, $2, $3);

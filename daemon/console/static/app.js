@@ -877,7 +877,7 @@
       const session = await call('POST', `/api/v1/app/${enc(app)}/portal-session`, {}, { Authorization: `Bearer ${key}` });
       S.token = session.token;
       S.appId = session.appId;
-      S.scope = 'admin';
+      S.scope = session.scope;
     } catch (err) {
       page('This portal link has expired or was already used',
         h('p', { role: 'alert' }, 'Open the portal from your product again to get a new link. ', `(${problem(err)})`));

@@ -219,3 +219,19 @@ async def test_application_and_endpoint_lists_are_searched_and_paged(api: ApiUnd
     assert len(found.body["data"]) == 4  # three URLs, one description
     scoped = await api.token("read", app="bank")
     assert (await api.get("/api/v1/app?search=shop", token=scoped)).body["data"] == []
+
+
+async def test_a_read_only_portal_link_gives_a_session_that_only_reads(api: ApiUnderTest) -> None:
+    acme = await make_app(api, "acme")
+    access = await api.post("/api/v1/auth/app-portal-access/acme", {"readOnly": True})
+    session = await api.post(f"/api/v1/app/{acme['id']}/portal-session", token=access.body["token"])
+    assert session.body["scope"] == "read"
+    portal = session.body["token"]
+    assert (await api.get("/api/v1/app/acme/endpoint", token=portal)).status == 200
+    refused = await api.post(
+        "/api/v1/app/acme/endpoint", {"url": "https://acme.example.com/x"}, token=portal
+    )
+    assert (refused.status, refused.body["code"]) == (403, "insufficient_access")
+    full = await api.post("/api/v1/auth/app-portal-access/acme", {"readOnly": False})
+    exchanged = await api.post(f"/api/v1/app/{acme['id']}/portal-session", token=full.body["token"])
+    assert exchanged.body["scope"] == "admin"
