@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 PROFILE_ARGS ?=
 
-.PHONY: venv run api db-status db-stop test lint fmt clean bench profile demo docs
+.PHONY: venv run api db-status db-stop test screenshots lint fmt clean bench profile demo docs
 
 venv: $(STAMP)
 
@@ -50,9 +50,17 @@ db-stop: venv
 demo: venv
 	$(BIN)/webhookd demo $(ARGS)
 
+# tinyproxy (the egress proxy tests, tests/proxy_support.py) and Chromium (the console's
+# browser tests, tests/browser_deps.sh) come from Debian's packages, installed when missing.
 test: venv
 	$(BIN)/python -m tests.proxy_support
+	tests/browser_deps.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# docs/console-*.png, from the console's browser tests.
+screenshots: venv
+	tests/browser_deps.sh
+	WEBHOOKD_SCREENSHOTS=1 $(BIN)/pytest tests/integration/console -q $(PYTEST_ARGS)
 
 # Every benchmark, 3 repetitions each (~30 min on 2 cores): bench/results/latest.json.
 # BENCH_ARGS='--quick' for a few seconds each, '--only throughput,wakeup' for some.

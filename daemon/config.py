@@ -56,6 +56,7 @@ OTHER_VARIABLES = frozenset(
         "WEBHOOKD_TEST_DATABASE_URL",  # the test suite's server
         "WEBHOOKD_BENCH_DATABASE_URL",  # bench/
         "WEBHOOKD_BENCH_SMOKE",  # bench/, in the test suite
+        "WEBHOOKD_SCREENSHOTS",  # `make screenshots`: the console's browser tests write docs/
     }
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -219,6 +220,20 @@ class ApiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """[console]: the operators' console (/console) and the tenants' portal (/portal) that
+    `webhookd api` serves: the portal's brand, who may frame it, how long its links live."""
+
+    portal_name: str = "Webhooks"
+    portal_logo_url: str = ""  # https:// or a path on this server; empty: no logo
+    portal_primary_color: str = "#1d4ed8"
+    frame_ancestors: str = "'self'"  # CSP frame-ancestors of /portal: the tenants' product
+    portal_link_ttl_s: float = 3600.0  # a portal link, then its session, lasts this long
+    session_ttl_s: float = 12 * 3600.0  # a console login lasts this long
+    public_url: str = ""  # the base of portal links; empty: from the request's Host
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; Config() is the default one."""
 
@@ -233,6 +248,7 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     def with_overrides(self, **sections: Mapping[str, Any]) -> Config:
         """A copy with some fields replaced: cfg.with_overrides(delivery={"timeout_s": 0.5})."""
@@ -402,6 +418,57 @@ def _text(raw: object) -> str:
     if not isinstance(raw, str):
         raise ValueError(f"must be a string, got {raw!r}")
     return raw.strip()
+
+
+def _bounded_text(most: int) -> Callable[[object], str]:
+    def parse(raw: object) -> str:
+        text = _text(raw)
+        if not text or len(text) > most or not text.isprintable():
+            raise ValueError(f"must be 1 to {most} printable characters, got {raw!r}")
+        return text
+
+    return parse
+
+
+_COLOR_RE = re.compile(r"#[0-9a-fA-F]{6}")
+# A CSP source list: each source a keyword in quotes or a scheme/host expression; nothing that
+# could end the directive (';', ',') or smuggle another one in.
+_FRAME_SOURCE_RE = re.compile(
+    r"'self'|'none'|[a-z][a-z0-9+.-]*:|(?:[a-z][a-z0-9+.-]*://)?[\w*.-]+(?::\d+|:\*)?"
+)
+
+
+def _color(raw: object) -> str:
+    text = _text(raw)
+    if not _COLOR_RE.fullmatch(text):
+        raise ValueError(f"must be a colour like '#1d4ed8', got {raw!r}")
+    return text.lower()
+
+
+def _logo_url(raw: object) -> str:
+    text = _text(raw)
+    if text and not (text.startswith(("https://", "/")) and text.isprintable()):
+        raise ValueError(f"must be an https:// URL or a path on this server, got {raw!r}")
+    if any(c in text for c in "\"'<> "):
+        raise ValueError(f"must not hold quotes, spaces or angle brackets, got {raw!r}")
+    return text
+
+
+def _frame_ancestors(raw: object) -> str:
+    sources = _text(raw).split()
+    if not sources or not all(_FRAME_SOURCE_RE.fullmatch(s) for s in sources):
+        raise ValueError(
+            "must be CSP sources separated by spaces, like \"'self' https://app.example.com\","
+            f" got {raw!r}"
+        )
+    return " ".join(sources)
+
+
+def _public_url(raw: object) -> str:
+    text = _text(raw).rstrip("/")
+    if text and not (text.startswith(("https://", "http://")) and text.isprintable()):
+        raise ValueError(f"must be an http(s):// URL, got {raw!r}")
+    return text
 
 
 def _choice(*options: str) -> Callable[[object], str]:
@@ -666,6 +733,15 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Key]]] = {
         "token_cache": _one("token_cache_s", _duration(0, HOUR_S), format_duration),
         "auth_failures": _one("auth_failures", _rate, str),
         "trust_forwarded_for": _one("trust_forwarded_for", _boolean),
+    }),
+    "console": (ConsoleConfig, {
+        "portal_name": _one("portal_name", _bounded_text(80)),
+        "portal_logo_url": _one("portal_logo_url", _logo_url),
+        "portal_primary_color": _one("portal_primary_color", _color),
+        "frame_ancestors": _one("frame_ancestors", _frame_ancestors),
+        "portal_link_ttl": _one("portal_link_ttl_s", _duration(60, 7 * DAY_S), format_duration),
+        "session_ttl": _one("session_ttl_s", _duration(60, 7 * DAY_S), format_duration),
+        "public_url": _one("public_url", _public_url),
     }),
 }  # fmt: skip
 

@@ -88,6 +88,16 @@ MEANINGS: dict[str, str] = {
     "bucket of that size); past it: 429 with Retry-After",
     "api.trust_forwarded_for": "the client address is the last `X-Forwarded-For` entry "
     "(behind a reverse proxy that sets it)",
+    "console.portal_name": "the tenant portal's name, in its header and title",
+    "console.portal_logo_url": "its logo: an https:// URL or a path on this server; empty: none",
+    "console.portal_primary_color": "its colour (#rrggbb): header, links and buttons",
+    "console.frame_ancestors": "who may frame /portal in an iframe (CSP `frame-ancestors` "
+    "sources: your product's origin)",
+    "console.portal_link_ttl": "a portal link, and the portal session made from it, lasts this "
+    "long (unless the request gives `expiry`)",
+    "console.session_ttl": "a console login lasts this long",
+    "console.public_url": "the base of portal links (https://webhooks.example.com); empty: the "
+    "request's own scheme and Host",
 }
 
 

@@ -37,6 +37,7 @@ async def list_apps(request: web.Request) -> web.Response:
         after_seq=pages.seq_cursor(request),
         descending=(order == "descending") != back,
         limit=limit + 1,
+        search=pages.search_of(request),
     )
     cursor = lambda r: pages.encode_seq(r["seq"])  # noqa: E731
     return json_response(pages.page(rows, limit, cursor, views.app_out, back))

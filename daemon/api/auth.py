@@ -31,11 +31,13 @@ FAILURE_REASONS: Final = ("missing", "unknown", "revoked", "expired", "rate_limi
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """What a token allows: `admin` writes, `read` only reads; `app_id` None is every app."""
+    """What a token allows: `admin` writes, `read` only reads; `app_id` None is every app.
+    `kind` 'portal-link' may only be exchanged for a portal session (daemon/api/portal.py)."""
 
     token_id: str
     scope: str
     app_id: str | None
+    kind: str = "api"
 
     @property
     def can_write(self) -> bool:
@@ -99,7 +101,7 @@ class Authenticator:
         wall = datetime.now(UTC)
         if expires_at is not None and expires_at <= wall:
             return "expired"
-        principal = Principal(row["id"], row["scope"], row["app_id"])
+        principal = Principal(row["id"], row["scope"], row["app_id"], row["kind"])
         trust_s = self._cache_s
         if expires_at is not None:
             trust_s = min(trust_s, (expires_at - wall).total_seconds())

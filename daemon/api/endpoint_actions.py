@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
+import structlog
 from aiohttp import web
 
 from daemon import endpoints
 from daemon.api import views
 from daemon.api.endpoint_fields import DISABLED_REASON
 from daemon.api.errors import conflict, invalid, not_found
-from daemon.api.http import READ, WRITE, api_of, json_response, no_content
+from daemon.api.http import READ, WRITE, api_of, json_response, no_content, principal_of
 from daemon.api.params import MISSING, Body, Query, given, json_body
 from daemon.api.requeue import requeue
 from daemon.api.tenancy import app_of, endpoint_of
@@ -26,6 +27,8 @@ from daemon.signing import ED25519, public_key
 if TYPE_CHECKING:
     from daemon.api.routes import Route
     from daemon.store import Record
+
+log = structlog.get_logger("webhookd.api")
 
 # These header values are never returned, only their names: Svix's list, and (more careful
 # than Svix) any name that says it holds a credential.
@@ -51,10 +54,22 @@ def _key(scheme: str, secret: str) -> str:
     return public_key(secret) if scheme == ED25519 else secret
 
 
+def _revealed(request: web.Request, endpoint: Record, what: str) -> None:
+    """Who read an endpoint's secret or header values: the console's "reveal" is this read.
+    The value itself is never logged."""
+    log.info(
+        "api.endpoint_revealed",
+        what=what,
+        endpoint=endpoint["id"],
+        token_id=principal_of(request).token_id,
+    )
+
+
 async def get_secret(request: web.Request) -> web.Response:
     api = api_of(request)
     endpoint = await endpoint_of(request, await app_of(request))
     secret = api.box.open(endpoint["secret"], f"endpoint {endpoint['id']} secret")
+    _revealed(request, endpoint, "secret")
     return json_response({"key": _key(endpoint["signature_scheme"], secret)})
 
 
@@ -97,6 +112,7 @@ async def get_headers(request: web.Request) -> web.Response:
     pairs = _headers(api.box, endpoint)
     shown = {n: v for n, v in pairs if not sensitive(n)}
     hidden = sorted({n for n, _ in pairs if sensitive(n)})
+    _revealed(request, endpoint, "headers")
     return json_response({"headers": shown, "sensitive": hidden})
 
 

@@ -51,6 +51,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
         after_id=None if after is None else after.id,
         descending=(order == "descending") != back,
         limit=limit + 1,
+        search=pages.search_of(request),
     )
     cursor = lambda r: pages.encode_time(r["created_at"], r["id"])  # noqa: E731
     return json_response(pages.page(rows, limit, cursor, views.endpoint_out, back))

@@ -12,7 +12,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import TYPE_CHECKING, Any, Final
 
@@ -26,6 +26,7 @@ from daemon.api.cache import LookupCache
 from daemon.api.errors import ApiError, forbidden, not_found
 from daemon.api.metrics import ApiMetrics
 from daemon.config import Config
+from daemon.console.sessions import SESSION_COOKIE, Sessions
 from daemon.errors import DatabaseUnavailable
 from daemon.secretbox import SecretBox
 
@@ -46,8 +47,10 @@ _HTTP_CODES: Final = {
 }
 
 # Who may call a route: anyone; any valid token; a token that may write (scope admin); a
-# token that may write and is not limited to one application (applications, event types).
-PUBLIC, READ, WRITE, ADMIN = "public", "read", "write", "admin"
+# token that may write and is not limited to one application (applications, event types);
+# the one-time token of a portal link (which may call nothing else).
+PUBLIC, READ, WRITE, ADMIN, PORTAL_LINK = "public", "read", "write", "admin", "portal-link"
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Api:
     metrics: ApiMetrics
     writer: MessageWriter
     lookups: LookupCache
+    sessions: Sessions = field(default_factory=Sessions)
 
 
 API: Final = web.AppKey("api", Api)
@@ -95,8 +99,10 @@ def guarded(handler: Handler, access: str) -> Handler:
     async def checked(request: web.Request) -> web.StreamResponse:
         api = api_of(request)
         principal = await api.auth.authenticate(
-            request.headers.get("Authorization"), client_address(request, api.config)
+            _authorization(request, api), client_address(request, api.config)
         )
+        if principal.kind == "portal-link" and access != PORTAL_LINK:
+            raise forbidden("a portal link's token is only exchanged for a portal session")
         if access in (WRITE, ADMIN) and not principal.can_write:
             raise forbidden("this token may only read (scope read)")
         if access == ADMIN and principal.app_id is not None:
@@ -107,6 +113,23 @@ def guarded(handler: Handler, access: str) -> Handler:
         return await handler(request)
 
     return checked
+
+
+def _authorization(request: web.Request, api: Api) -> str | None:
+    """The Authorization header; without one, the console session's token. A session rides
+    on a cookie the browser sends by itself, so its writes need the session's CSRF token in
+    X-CSRF-Token too (a header a page of another origin cannot set)."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        return header
+    session = api.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
+    if session is None:
+        return None
+    if request.method not in SAFE_METHODS and not session.csrf_ok(
+        request.headers.get("X-CSRF-Token", "")
+    ):
+        raise forbidden("this console request lacks its CSRF token (X-CSRF-Token)")
+    return f"Bearer {session.token}"
 
 
 def client_address(request: web.Request, config: Config) -> str:

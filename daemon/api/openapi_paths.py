@@ -43,6 +43,12 @@ ITERATOR: Final = query(
     {"type": "string", "maxLength": 1024},
     "The iterator a previous page returned (its prevIterator, `-...`: the page before)",
 )
+SEARCH: Final = query(
+    "search",
+    {"type": "string", "maxLength": 200},
+    "webhookd's own: only items whose name (an endpoint's URL or description), uid or id"
+    " contains this, ignoring case",
+)
 ORDER: Final = query("order", {"type": "string", "enum": ["ascending", "descending"]}, "Sort order")
 BEFORE: Final = query(
     "before", {"type": "string", "format": "date-time"}, "Only items created before this time"
@@ -134,7 +140,8 @@ def _apps() -> dict[str, Any]:
     return {
         "/api/v1/app": {
             "get": op("v1.application.list", "List applications", tag,
-                      {"200": "ListResponse_ApplicationOut_"}, [LIMIT, ITERATOR, ORDER]),
+                      {"200": "ListResponse_ApplicationOut_"},
+                      [LIMIT, ITERATOR, ORDER, SEARCH]),
             "post": op("v1.application.create", "Create an application", tag,
                        {"200": "ApplicationOut", "201": "ApplicationOut"},
                        [query("get_if_exists", {"type": "string", "enum": ["true", "false"]},
@@ -166,7 +173,8 @@ def _endpoints() -> dict[str, Any]:
     return {
         base: {
             "get": op("v1.endpoint.list", "List endpoints", tag,
-                      {"200": "ListResponse_EndpointOut_"}, [APP_ID, LIMIT, ITERATOR, ORDER]),
+                      {"200": "ListResponse_EndpointOut_"},
+                      [APP_ID, LIMIT, ITERATOR, ORDER, SEARCH]),
             "post": op("v1.endpoint.create", "Create an endpoint", tag,
                        {"201": "EndpointOut"}, [APP_ID, IDEMPOTENCY_KEY], "EndpointIn"),
         },
@@ -319,6 +327,40 @@ def _dead_letters() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _console() -> dict[str, Any]:
+    window = query(
+        "window",
+        {"type": "string", "enum": ["hour", "day"]},
+        "The last hour (60 one-minute buckets, the default) or day (60 of 24 min)",
+    )
+    stats = {"200": "StatsOverviewOut"}
+    return {
+        "/api/v1/stats/overview": {
+            "get": op("webhookd.stats.overview",
+                      "Deliveries, latency, backlog and endpoint health of every endpoint the "
+                      "token reaches", "Statistics", stats, [window]),
+        },
+        "/api/v1/app/{app_id}/stats/overview": {
+            "get": op("webhookd.app.stats.overview", "The same for one application",
+                      "Statistics", stats, [APP_ID, window]),
+        },
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats/overview": {
+            "get": op("webhookd.endpoint.stats.overview", "The same for one endpoint",
+                      "Statistics", stats, [APP_ID, ENDPOINT_ID, window]),
+        },
+        "/api/v1/auth/app-portal-access/{app_id}": {
+            "post": op("v1.authentication.app-portal-access",
+                       "A one-time link to the application's portal", "Authentication",
+                       {"200": "AppPortalAccessOut"}, [APP_ID], "AppPortalAccessIn"),
+        },
+        "/api/v1/app/{app_id}/portal-session": {
+            "post": op("webhookd.portal.session",
+                       "Exchange a portal link's one-time token for the portal's session token",
+                       "Authentication", {"200": "PortalSessionOut"}, [APP_ID]),
+        },
+    }  # fmt: skip
+
+
 def paths() -> dict[str, Any]:
     return {
         **_meta(),
@@ -327,4 +369,5 @@ def paths() -> dict[str, Any]:
         **_messages(),
         **_event_types(),
         **_dead_letters(),
+        **_console(),
     }

@@ -354,6 +354,55 @@ _DEAD_LETTERS: Final[dict[str, Any]] = {
     "DeadLetterRequeueOut": obj(["requeued"], {"requeued": INTEGER}),
 }
 
+NULLABLE_NUMBER: Final = {"type": ["number", "null"]}
+COUNT: Final = {"type": "integer", "minimum": 0}
+
+_CONSOLE: Final[dict[str, Any]] = {
+    "StatsBucketOut": obj(
+        ["start", "attempts", "succeeded", "p50Ms", "p95Ms"],
+        {"start": TIMESTAMP, "attempts": COUNT, "succeeded": COUNT, "p50Ms": NULLABLE_NUMBER,
+         "p95Ms": NULLABLE_NUMBER},
+    ),
+    "StatsOverviewOut": obj(
+        ["window", "bucketSeconds", "attempts", "succeeded", "successRate",
+         "deliveriesPerSecond", "latencyP50Ms", "latencyP95Ms", "backlog", "deadLetters24h",
+         "endpoints", "series"],
+        {
+            "window": {"type": "string", "enum": ["hour", "day"]},
+            "bucketSeconds": INTEGER,
+            "attempts": COUNT,
+            "succeeded": COUNT,
+            "successRate": NULLABLE_NUMBER,
+            "deliveriesPerSecond": {"type": "number"},
+            "latencyP50Ms": NULLABLE_NUMBER,
+            "latencyP95Ms": NULLABLE_NUMBER,
+            "backlog": obj(["due", "scheduled", "delivering"],
+                           {"due": COUNT, "scheduled": COUNT, "delivering": COUNT}),
+            "deadLetters24h": COUNT,
+            "endpoints": obj(
+                ["total", "disabled", "autoDisabled", "paused", "breakerOpen"],
+                {"total": COUNT, "disabled": COUNT, "autoDisabled": COUNT, "paused": COUNT,
+                 "breakerOpen": COUNT},
+            ),
+            "series": {"type": "array", "items": ref("StatsBucketOut")},
+        },
+    ),
+    "AppPortalAccessIn": obj(
+        [],
+        {
+            "expiry": {"type": ["integer", "null"], "minimum": 60, "maximum": 7 * 86400},
+            "featureFlags": {"type": ["array", "null"], "items": STRING},
+            "readOnly": {"type": ["boolean", "null"]},
+        },
+    ),
+    "AppPortalAccessOut": obj(["url", "token"], {"url": STRING, "token": STRING}),
+    "PortalSessionOut": obj(
+        ["token", "appId", "expiresAt", "scope"],
+        {"token": STRING, "appId": STRING, "expiresAt": TIMESTAMP,
+         "scope": {"type": "string", "enum": ["admin", "read"]}},
+    ),
+}  # fmt: skip
+
 SCHEMAS: Final[dict[str, Any]] = {
-    **_ERRORS, **_APPS, **_ENDPOINTS, **_MESSAGES, **_EVENT_TYPES, **_DEAD_LETTERS,
+    **_ERRORS, **_APPS, **_ENDPOINTS, **_MESSAGES, **_EVENT_TYPES, **_DEAD_LETTERS, **_CONSOLE,
 }  # fmt: skip

@@ -24,6 +24,7 @@ from daemon.api.errors import invalid
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 250
+MAX_SEARCH: Final = 200
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TIME: Final = re.compile(r"t(-?\d{1,19})_([A-Za-z0-9_.-]{1,256})")
 _SEQ: Final = re.compile(r"s(\d{1,19})")
@@ -51,6 +52,16 @@ def limit_of(request: web.Request) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
         raise invalid(["query", "limit"], f"must be an integer from 1 to {MAX_LIMIT}")
     return int(text)
+
+
+def search_of(request: web.Request) -> str | None:
+    """`search` (webhookd's own, for the console): a substring to match, or None."""
+    text = request.query.get("search", "").strip()
+    if not text:
+        return None
+    if len(text) > MAX_SEARCH or "\0" in text:
+        raise invalid(["query", "search"], f"must be at most {MAX_SEARCH} characters, no NUL")
+    return text
 
 
 def _iterator(request: web.Request) -> str | None:

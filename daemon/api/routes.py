@@ -51,6 +51,8 @@ def all_routes() -> tuple[Route, ...]:
         endpoint_routes,
         event_types,
         messages,
+        portal,
+        stats,
     )
 
     return (
@@ -62,6 +64,8 @@ def all_routes() -> tuple[Route, ...]:
         *attempts.routes(),
         *event_types.routes(),
         *dead_letters.routes(),
+        *stats.routes(),
+        *portal.routes(),
     )
 
 
@@ -74,4 +78,8 @@ def build_app(api: Api, routes: Sequence[Route] | None = None) -> web.Applicatio
     app[API] = api
     for route in all_routes() if routes is None else routes:
         app.router.add_route(route.method, route.path, guarded(route.handler, route.access))
+    # The console's and portal's pages are not API routes (nor in the OpenAPI document).
+    from daemon.console import pages
+
+    pages.add_routes(app)
     return app

@@ -21,6 +21,7 @@ from daemon.api.http import Api
 from daemon.api.metrics import ApiMetrics, MetricsServer, listen
 from daemon.api.routes import build_app
 from daemon.config import Config, redact_url
+from daemon.console.sessions import Sessions
 from daemon.errors import WebhookdError
 from daemon.sdnotify import Notifier
 from daemon.secretbox import PLAINTEXT, SecretBox
@@ -88,7 +89,10 @@ class ApiServer:
         )
         writer = MessageWriter(store)
         lookups = LookupCache()
-        self.api = api = Api(store, self.config, self.box, auth, self.metrics, writer, lookups)
+        sessions = Sessions(self.config.console.session_ttl_s)
+        self.api = api = Api(
+            store, self.config, self.box, auth, self.metrics, writer, lookups, sessions
+        )
         self.runner = web.AppRunner(
             build_app(api), access_log=None, handle_signals=False,
             shutdown_timeout=SHUTDOWN_GRACE_S,

@@ -1202,7 +1202,7 @@ RETURNING id, scope, app_id, description, created_at, expires_at;
 -- name: api_token_get
 -- One token by id, with what authenticating a request needs.
 -- params: token_id
-SELECT id, token_hash, scope, app_id, expires_at, revoked_at
+SELECT id, token_hash, scope, app_id, expires_at, revoked_at, kind
 FROM webhookd.api_tokens
 WHERE id = $1;
 
@@ -1232,14 +1232,19 @@ LIMIT 1;
 
 -- name: api_app_list
 -- A page of applications in seq order after $2 ($3: descending, before $2), only application
--- $1 when given (an application-scoped token); $4 is the page size plus one.
--- params: app_id, after_seq, descending, limit
+-- $1 when given (an application-scoped token); $4 is the page size plus one. $5 (the
+-- console's search): only those whose name, uid or id contains it, ignoring case.
+-- params: app_id, after_seq, descending, limit, search
 (SELECT * FROM webhookd.api_apps
  WHERE NOT $3 AND ($1::text IS NULL OR id = $1) AND ($2::bigint IS NULL OR seq > $2)
+   AND ($5::text IS NULL
+        OR strpos(lower(name || ' ' || coalesce(uid, '') || ' ' || id), lower($5)) > 0)
  ORDER BY seq LIMIT $4)
 UNION ALL
 (SELECT * FROM webhookd.api_apps
  WHERE $3 AND ($1::text IS NULL OR id = $1) AND ($2::bigint IS NULL OR seq < $2)
+   AND ($5::text IS NULL
+        OR strpos(lower(name || ' ' || coalesce(uid, '') || ' ' || id), lower($5)) > 0)
  ORDER BY seq DESC LIMIT $4);
 
 -- name: api_app_insert
@@ -1269,16 +1274,21 @@ SELECT id FROM webhookd.endpoints WHERE tenant_id = $1 AND deleted_at IS NULL OR
 
 -- name: api_endpoint_list
 -- A page of a tenant's live endpoints in (created_at, id) order after ($2, $3) ($4:
--- descending, before it); $5 is the page size plus one.
--- params: tenant_id, after_at, after_id, descending, limit
+-- descending, before it); $5 is the page size plus one. $6 (the console's search): only
+-- those whose URL, description, uid or id contains it, ignoring case.
+-- params: tenant_id, after_at, after_id, descending, limit, search
 (SELECT * FROM webhookd.endpoints
  WHERE NOT $4 AND tenant_id = $1 AND deleted_at IS NULL
    AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::text))
+   AND ($6::text IS NULL OR strpos(lower(url || ' ' || description || ' '
+                                         || coalesce(uid, '') || ' ' || id), lower($6)) > 0)
  ORDER BY created_at, id LIMIT $5)
 UNION ALL
 (SELECT * FROM webhookd.endpoints
  WHERE $4 AND tenant_id = $1 AND deleted_at IS NULL
    AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::text))
+   AND ($6::text IS NULL OR strpos(lower(url || ' ' || description || ' '
+                                         || coalesce(uid, '') || ' ' || id), lower($6)) > 0)
  ORDER BY created_at DESC, id DESC LIMIT $5);
 
 -- name: api_endpoint_get
@@ -1637,3 +1647,82 @@ WHERE d.status = 'failed' AND d.endpoint_id = ANY ($1::text[])
   AND (d.updated_at, d.id) > ($4, $5::bigint)
 ORDER BY d.updated_at, d.id
 LIMIT $6;
+
+-- name: api_stats_attempts
+-- The console's figures: attempts started in the last $2 seconds of endpoints $1 (NULL: every
+-- endpoint), in buckets of $3 seconds: how many, how many succeeded (2xx), and the median and
+-- 95th percentile of their durations (attempts_started_idx, or api_attempts_endpoint_idx).
+-- params: endpoint_ids, window_s, bucket_s
+SELECT to_timestamp(floor(extract(epoch FROM a.started_at) / $3) * $3) AS bucket,
+       count(*) AS attempts,
+       count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95_ms
+FROM webhookd.attempts a
+WHERE a.started_at >= now() - make_interval(secs => $2)
+  AND ($1::text[] IS NULL OR a.endpoint_id = ANY ($1::text[]))
+GROUP BY 1
+ORDER BY 1;
+
+-- name: api_stats_window
+-- The same over the whole window (percentiles are not averages of the buckets' ones), and the
+-- deliveries per second of its last minute.
+-- params: endpoint_ids, window_s
+SELECT count(*) AS attempts,
+       count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
+       count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299
+                        AND a.started_at >= now() - interval '60 seconds') AS last_minute,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95_ms
+FROM webhookd.attempts a
+WHERE a.started_at >= now() - make_interval(secs => $2)
+  AND ($1::text[] IS NULL OR a.endpoint_id = ANY ($1::text[]));
+
+-- name: api_stats_backlog
+-- Deliveries waiting for endpoints $1 (NULL: every endpoint): due now, scheduled later (a
+-- retry, deliver_after, a pause), in flight; and dead letters of the last 24 hours. One
+-- subquery each, so each reads its partial index (deliveries_due_idx, deliveries_lease_idx,
+-- deliveries_failed_at_idx) rather than every failed delivery ever kept.
+-- params: endpoint_ids
+SELECT (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+          AND ($1::text[] IS NULL OR d.endpoint_id = ANY ($1::text[]))) AS due,
+       (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.status = 'pending' AND d.next_attempt_at > now()
+          AND ($1::text[] IS NULL OR d.endpoint_id = ANY ($1::text[]))) AS scheduled,
+       (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.status = 'delivering'
+          AND ($1::text[] IS NULL OR d.endpoint_id = ANY ($1::text[]))) AS delivering,
+       (SELECT count(*) FROM webhookd.deliveries d
+        WHERE d.status = 'failed' AND d.updated_at >= now() - interval '24 hours'
+          AND ($1::text[] IS NULL OR d.endpoint_id = ANY ($1::text[]))) AS dead_24h;
+
+-- name: api_stats_endpoints
+-- The health of live endpoints $1 (NULL: every one): disabled (by hand or by webhookd: a
+-- failing streak, a 410 Gone, reason $2), paused (a Retry-After or a breaker cool-down),
+-- paused while failing (how an open circuit breaker shows in the database).
+-- params: endpoint_ids, gone_reason
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE NOT e.enabled) AS disabled,
+       count(*) FILTER (WHERE NOT e.enabled AND (e.disabled_reason LIKE 'failing since %'
+                                                 OR e.disabled_reason = $2)) AS auto_disabled,
+       count(*) FILTER (WHERE s.paused_until > now()) AS paused,
+       count(*) FILTER (WHERE s.paused_until > now() AND s.failing_since IS NOT NULL)
+           AS breaker_open
+FROM webhookd.endpoints e
+LEFT JOIN webhookd.endpoint_state s ON s.endpoint_id = e.id
+WHERE e.deleted_at IS NULL AND ($1::text[] IS NULL OR e.id = ANY ($1::text[]));
+
+-- name: api_portal_link
+-- A one-time portal link's token for application $3 (its id), living $4 seconds (at most 7
+-- days), of scope $5 (admin, or read); made by a function, as the API's role may not insert
+-- tokens.
+-- params: token_id, token_hash, app_id, ttl_s, scope
+SELECT webhookd.api_portal_link($1, $2, $3, $4, $5) AS expires_at;
+
+-- name: api_portal_exchange
+-- Use up live portal link $1 and make the portal session's token ($2, hash $3) for its
+-- application, with its scope, expiring with it; no row when the link was used, expired or
+-- never was.
+-- params: link_id, token_id, token_hash
+SELECT app_id, expires_at, scope FROM webhookd.api_portal_exchange($1, $2, $3);

@@ -59,3 +59,7 @@ GRANT SELECT, INSERT, UPDATE ON webhookd.endpoint_state TO :"api_role";
 GRANT SELECT, INSERT ON webhookd.outbox TO :"api_role";
 GRANT USAGE ON SEQUENCE webhookd.outbox_id_seq TO :"api_role";
 GRANT SELECT, UPDATE ON webhookd.deliveries TO :"api_role";
+-- Portal links and sessions (migrations/0021_console.sql): portal tokens only, through
+-- functions that run as the schema owner; the role still cannot insert a token itself.
+GRANT EXECUTE ON FUNCTION webhookd.api_portal_link(text, bytea, text, float8, text),
+    webhookd.api_portal_exchange(text, text, bytea) TO :"api_role";

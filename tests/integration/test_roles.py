@@ -478,6 +478,8 @@ async def test_api_role_runs_the_api(roles: Roles) -> None:
             ("POST", "/api/v1/app/acme/endpoint/a/resume", {}, 200),
             ("POST", "/api/v1/app/acme/dead-letter/requeue", {"all": True}, 200),
             ("GET", "/api/v1/app/acme/endpoint/a/stats", None, 200),
+            ("GET", "/api/v1/stats/overview", None, 200),
+            ("GET", "/api/v1/app/acme/endpoint/a/stats/overview", None, 200),
             ("DELETE", "/api/v1/app/acme/endpoint/a", None, 204),
             ("DELETE", "/api/v1/event-type/e.x?expunge=true", None, 204),
             ("DELETE", "/api/v1/app/acme", None, 204),
@@ -485,3 +487,30 @@ async def test_api_role_runs_the_api(roles: Roles) -> None:
         for method, path, body, status in steps:
             reply = await api.call(method, path, body)
             assert reply.status == status, (method, path, reply.body)
+
+
+async def test_api_role_makes_portal_links_and_sessions_only_through_their_functions(
+    roles: Roles,
+) -> None:
+    from tests.api_support import running_api
+
+    admin_store = await Store.connect(roles.dsn_of(roles.admin_name), max_size=1)
+    try:
+        token = (await tokens.create_token(admin_store, "admin")).token
+    finally:
+        await admin_store.close()
+    async with running_api(roles.dsn_of(roles.api_name), admin=token) as api:
+        app = (await api.call("POST", "/api/v1/app", {"name": "Acme", "uid": "acme"})).body
+        link = await api.call("POST", "/api/v1/auth/app-portal-access/acme", {})
+        assert link.status == 200, link.body
+        session = await api.call(
+            "POST", f"/api/v1/app/{app['id']}/portal-session", {}, token=link.body["token"]
+        )
+        assert session.status == 200, session.body
+        assert (
+            await api.call("GET", "/api/v1/app/acme", token=session.body["token"])
+        ).status == 200
+    insert = (
+        "INSERT INTO webhookd.api_tokens (id, token_hash, scope, kind) VALUES ($1, '', 'admin', $2)"
+    )
+    await _denied(roles.api, insert, "key_3", "portal")
