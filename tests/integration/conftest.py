@@ -8,10 +8,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
+import pytest
 import pytest_asyncio
 from aiohttp import web
 
@@ -19,6 +21,7 @@ from daemon.config import Config
 from daemon.endpoints import EndpointSpec, add_endpoint
 from daemon.service import Service
 from daemon.store import Store
+from tests.cli_support import Cli
 
 
 @dataclass
@@ -232,6 +235,12 @@ class Harness:
 
         await wait_until(enough, timeout_s, f"{count} deliveries {status}")
         return [r for r in await self.deliveries(endpoint_id) if r["status"] == status]
+
+
+@pytest.fixture
+def cli(db_dsn: str, tmp_path: Path) -> Cli:
+    """The `webhookd` executable against this test's database, with a minimal config file."""
+    return Cli(db_dsn, tmp_path)
 
 
 @pytest_asyncio.fixture

@@ -14,7 +14,7 @@ from daemon.models import AttemptResult, Delivery, Outcome, RetryDecision
 from daemon.recorder import health_column
 from daemon.scheduler import Limits, Scheduler
 from tests.unit.conftest import FakeClock
-from tests.unit.test_scheduler import deliveries, endpoint, take
+from tests.unit.scheduler_support import deliveries, endpoint, take
 
 ENV = {"HOME": "/home/hook"}
 

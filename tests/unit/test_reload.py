@@ -10,7 +10,7 @@ from daemon.breaker import BreakerSettings, CircuitBreaker, State
 from daemon.config import Config
 from daemon.scheduler import Limits, Scheduler
 from tests.unit.conftest import FakeClock
-from tests.unit.test_scheduler import answered, deliveries, endpoint, take, take_all
+from tests.unit.scheduler_support import answered, deliveries, endpoint, take, take_all
 
 RUNNING = Config().with_overrides(
     database={"url": "postgresql://hook:old-secret@db/app"},
