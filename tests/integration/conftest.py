@@ -226,6 +226,26 @@ class Harness:
             delivery_id,
         )
 
+    async def wait_none_leased(self, endpoint_id: str | None = None, timeout_s: float = 10) -> None:
+        """Until no delivery is leased: attempts in flight have finished and their outcomes are
+        written, and what was queued has been given back."""
+
+        async def settled() -> bool:
+            return all(r["status"] != "delivering" for r in await self.deliveries(endpoint_id))
+
+        await wait_until(settled, timeout_s, "no delivery leased")
+
+    async def sleep_past_grace(self, endpoint_id: str) -> None:
+        """Until the endpoint's previous secrets have expired (the grace is wall-clock time,
+        stored with the secrets, and checked when an attempt is signed)."""
+        grace_end_s = await self.conn.fetchval(
+            "SELECT max((p->>'expires_at')::float8) FROM webhookd.endpoints e,"
+            " jsonb_array_elements(e.previous_secrets) p WHERE e.id = $1",
+            endpoint_id,
+        )
+        assert grace_end_s is not None, f"endpoint {endpoint_id} has no previous secret"
+        await asyncio.sleep(max(0.0, grace_end_s - time.time()) + 0.05)
+
     async def wait_status(
         self, status: str, count: int, endpoint_id: str | None = None, timeout_s: float = 10
     ) -> list[asyncpg.Record]:

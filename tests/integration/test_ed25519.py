@@ -112,7 +112,7 @@ async def test_rotation_grace_ends_and_only_the_new_key_signs(
     ep_id, old = await harness.endpoint(receiver.url("/g"), signature=ED)
     async with run_daemon():
         new = await rotate_secret(harness.store, ep_id, grace_s=0.5)
-        await asyncio.sleep(0.8)
+        await harness.sleep_past_grace(ep_id)
         await harness.enqueue(endpoint_id=ep_id)
         await harness.wait_status("delivered", 1)
 
