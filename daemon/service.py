@@ -21,9 +21,9 @@ from daemon import migrate, reload
 from daemon.breaker import BreakerSettings
 from daemon.config import Config, redact_url
 from daemon.delivery import Deliverer
+from daemon.endpoint_health import HealthMonitor
 from daemon.endpoints import check_secrets_readable, fetch_endpoints
 from daemon.errors import DatabaseUnavailable, WebhookdError
-from daemon.health import HealthMonitor
 from daemon.leases import LeaseKeeper, Leases, heartbeat_s
 from daemon.logs import configure_logging
 from daemon.metrics import HealthServer, Metrics

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from daemon.endpoint_health import GONE_REASON
 from daemon.endpoints import set_enabled
-from daemon.health import GONE_REASON
 from daemon.models import AttemptResult, Delivery, Outcome, RetryDecision
 from daemon.recorder import Recorder
 from daemon.service import Service
