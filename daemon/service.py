@@ -26,6 +26,7 @@ from daemon.endpoints import check_secrets_readable, fetch_endpoints
 from daemon.errors import DatabaseUnavailable, WebhookdError
 from daemon.leases import LeaseKeeper, Leases, heartbeat_s
 from daemon.logs import configure_logging
+from daemon.loops import every
 from daemon.metrics import HealthServer, Metrics
 from daemon.models import Delivery, Outcome
 from daemon.outbox import Claimer
@@ -198,8 +199,15 @@ class Service:
             ("recorder", self.recorder.run()),
             ("worker", self.worker.run()),
             ("leases", self.lease_keeper.run()),
-            ("pace", self._pace_loop()),
-            ("backlog", self._backlog_loop()),
+            ("pace", every(lambda: PACE_CHECK_S, self._check_pace)),
+            (
+                "backlog",
+                every(
+                    lambda: BACKLOG_REFRESH_S,
+                    self._refresh_backlog,
+                    survive=(DatabaseUnavailable,),
+                ),
+            ),
             ("health", self.endpoint_health.run()),
             ("retention", self.pruner.run()),
         ]
@@ -283,35 +291,30 @@ class Service:
             for endpoint_id, limit in self.scheduler.endpoint_limits().items():
                 self.metrics.endpoint_limit.labels(endpoint_id).set(limit)
 
-    async def _pace_loop(self) -> None:
+    async def _check_pace(self) -> None:
         """Moves attempts that run past their endpoint's slow threshold to the slow lane, and
         says which endpoints were demoted or restored (isolation.py)."""
-        while True:
-            self.scheduler.check_slow()
-            for change in self.scheduler.take_changes():
-                if change.demoted:
-                    log.warning(
-                        "endpoint.demoted",
-                        endpoint=change.endpoint_id,
-                        after_s=round(change.after_s, 3),
-                        threshold_s=round(change.threshold_s, 3),
-                    )
-                    self.metrics.demotions.labels("demoted").inc()
-                else:
-                    log.info("endpoint.restored", endpoint=change.endpoint_id)
-                    self.metrics.demotions.labels("restored").inc()
-            await asyncio.sleep(PACE_CHECK_S)
+        self.scheduler.check_slow()
+        for change in self.scheduler.take_changes():
+            if change.demoted:
+                log.warning(
+                    "endpoint.demoted",
+                    endpoint=change.endpoint_id,
+                    after_s=round(change.after_s, 3),
+                    threshold_s=round(change.threshold_s, 3),
+                )
+                self.metrics.demotions.labels("demoted").inc()
+            else:
+                log.info("endpoint.restored", endpoint=change.endpoint_id)
+                self.metrics.demotions.labels("restored").inc()
 
-    async def _backlog_loop(self) -> None:
+    async def _refresh_backlog(self) -> None:
         assert self.store is not None
-        while True:
-            with contextlib.suppress(DatabaseUnavailable):
-                row = await self.store.fetchrow("backlog")
-                if row is not None:
-                    self.backlog_due = int(row["due"])
-                    self.metrics.backlog.set(row["due"])
-                    self.metrics.oldest_due.set(row["oldest_s"])
-            await asyncio.sleep(BACKLOG_REFRESH_S)
+        row = await self.store.fetchrow("backlog")
+        if row is not None:
+            self.backlog_due = int(row["due"])
+            self.metrics.backlog.set(row["due"])
+            self.metrics.oldest_due.set(row["oldest_s"])
 
     def status_line(self) -> str:
         return (
