@@ -50,8 +50,10 @@ db-stop: venv
 demo: venv
 	$(BIN)/webhookd demo $(ARGS)
 
+# Ends with branch coverage of daemon/, the `webhookd` processes the tests start included
+# (no threshold: read what is not covered). PYTEST_ARGS='--no-cov' skips measuring.
 test: venv
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 # Every benchmark, 3 repetitions each (~30 min on 2 cores): bench/results/latest.json.
 # BENCH_ARGS='--quick' for a few seconds each, '--only throughput,wakeup' for some.
@@ -78,5 +80,5 @@ fmt: venv
 
 # Keeps .venv; `rm -rf .venv` for a full reset.
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.*
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
