@@ -31,6 +31,7 @@ from daemon.metrics import HealthServer, Metrics
 from daemon.models import Delivery, Outcome
 from daemon.outbox import Claimer
 from daemon.recorder import Recorder
+from daemon.reload import LiveConfig
 from daemon.retention import Pruner
 from daemon.scheduler import Limits, Scheduler
 from daemon.sdnotify import Notifier
@@ -76,7 +77,7 @@ class Service:
         secret_box: SecretBox = PLAINTEXT,
         log_stream: TextIO | None = None,
     ) -> None:
-        self.config = config
+        self._live = LiveConfig(config)
         self._log_stream = log_stream  # where a reload re-applies log.level and log.format
         self.notifier = notifier or Notifier()
         self.secret_box = secret_box  # opens endpoint secrets stored encrypted
@@ -85,6 +86,7 @@ class Service:
         self._ssl = ssl_context
         self.metrics = Metrics(per_endpoint=config.metrics.per_endpoint_labels)
         self.scheduler = Scheduler(limits_from(config))
+        self._live.on_change(lambda old, new: self.scheduler.set_limits(limits_from(new)))
         self.leases = Leases()
         self.instance = config.outbox.instance_id
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,6 +96,11 @@ class Service:
         self.deliverer: Deliverer | None = None
         self.backlog_due = 0
         self.store: Store | None = None
+
+    @property
+    def config(self) -> Config:
+        """The configuration running now (the last reload's)."""
+        return self._live()
 
     # -- start -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -138,7 +145,7 @@ class Service:
         )
 
     def _build(self, store: Store) -> None:
-        cfg = self.config
+        cfg, live = self.config, self._live
         self.deliverer = Deliverer(
             user_agent=cfg.delivery.user_agent,
             max_response_bytes=cfg.delivery.max_response_body_bytes,
@@ -154,23 +161,23 @@ class Service:
             busy=lambda: self.scheduler.in_flight > 0,
             on_written=self._on_written,
             on_released=self._on_released,
-            dead_letters_block=lambda: self.config.outbox.ordering_on_dead_letter == "block",
+            dead_letters_block=lambda: live().outbox.ordering_on_dead_letter == "block",
             on_db_error=lambda op: self.metrics.db_errors.labels(op).inc(),
         )
         self.claimer = Claimer(
             store,
             self.scheduler,
             instance=self.instance,
-            config=lambda: self.config,
+            config=live,
             fetch_endpoints=lambda ids: fetch_endpoints(store, self.secret_box, ids),
             leases=self.leases,
             on_orphans=self.recorder.release,
             on_claim=self.metrics.claim_batch.observe,
             on_db_error=lambda op: self.metrics.db_errors.labels(op).inc(),
         )
-        self.endpoint_health = HealthMonitor(store, self.metrics, lambda: self.config.health)
+        self.endpoint_health = HealthMonitor(store, self.metrics, lambda: live().health)
         self.worker = Worker(
-            cfg,
+            live,
             self.scheduler,
             self.deliverer,
             self.recorder,
@@ -181,10 +188,19 @@ class Service:
         self.lease_keeper = LeaseKeeper(
             store,
             self.leases,
-            interval_s=lambda: heartbeat_s(self.config.outbox.lease_margin_s),
+            interval_s=lambda: heartbeat_s(live().outbox.lease_margin_s),
             on_lost=self._leases_lost,
         )
-        self.pruner = Pruner(store, self.metrics, lambda: self.config.retention)
+        self.pruner = Pruner(store, self.metrics, lambda: live().retention)
+        live.on_change(self._reconfigure)
+
+    def _reconfigure(self, old: Config, new: Config) -> None:
+        """What a reload changes in the pipeline beyond what its parts read at each use."""
+        self.claimer.reconfigured()  # more slots may be free now
+        if old.health != new.health:
+            self.endpoint_health.wake()
+        if old.retention != new.retention:
+            self.pruner.wake()
 
     async def _start_health(self) -> None:
         m = self.config.metrics
@@ -332,15 +348,7 @@ class Service:
         change = reload.plan(self.config, loaded)
         if change.needs_restart:
             log.warning("config.reload_needs_restart", keys=change.needs_restart)
-        old, self.config = self.config, change.config
-        self.scheduler.set_limits(limits_from(self.config))
-        if self.deliverer is not None:  # started: the pipeline exists
-            self.worker.config = self.config
-            self.claimer.reconfigured()  # more slots may be free now
-            if old.health != self.config.health:
-                self.endpoint_health.wake()
-            if old.retention != self.config.retention:
-                self.pruner.wake()
+        self._live.set(change.config)
         # Said before the new log level applies, so a reload to a quieter level is still seen.
         log.info("config.reloaded", changed=change.applied)
         if self._log_stream is not None:

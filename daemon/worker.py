@@ -66,7 +66,7 @@ class Worker:
 
     def __init__(
         self,
-        config: Config,
+        config: Callable[[], Config],
         scheduler: Scheduler,
         deliverer: Deliverer,
         recorder: Recorder,
@@ -76,7 +76,7 @@ class Worker:
         gone_write: Callable[[str], Write],
         rng: random.Random | None = None,
     ) -> None:
-        self.config = config
+        self._config = config  # read at each use: a reload applies to the next attempt
         self._scheduler = scheduler
         self._deliverer = deliverer
         self._recorder = recorder
@@ -86,6 +86,10 @@ class Worker:
         self._rng = rng or random.Random()
         self._signers = SignerCache()
         self._tasks = TaskSet(on_failure=_attempt_crashed)
+
+    @property
+    def config(self) -> Config:
+        return self._config()
 
     async def run(self) -> None:
         """Start each delivery the scheduler hands out, until cancelled."""

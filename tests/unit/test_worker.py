@@ -17,6 +17,7 @@ from daemon.signing import Signer
 from daemon.worker import Worker
 from tests.unit.conftest import FakeClock
 
+CONFIG = Config()
 ENDPOINT = Endpoint("ep", "t", "https://example.com/x", True, "whsec_" + "A" * 32, timeout_s=5.0)
 
 
@@ -53,7 +54,7 @@ def setup(result: AttemptResult, clock: FakeClock) -> tuple[Worker, Any, Any, Le
     scheduler.update_endpoint(ENDPOINT)
     deliverer, recorder, leases = FakeDeliverer(result), FakeRecorder(), Leases(clock)
     worker = Worker(
-        Config(),
+        lambda: CONFIG,
         scheduler,
         deliverer,  # type: ignore[arg-type]
         recorder,  # type: ignore[arg-type]
