@@ -173,3 +173,21 @@ async def test_a_database_away_makes_the_claimer_unhealthy_back_off_and_recover(
     waits = [e["retry_in_s"] for e in logs if e["event"] == "outbox.database_unavailable"]
     assert waits[:2] == [0.1, 0.2] and len(waits) == len(db_errors) >= 2
     assert set(db_errors) == {"claim"}
+
+
+async def test_a_claim_refused_with_no_endpoint_to_blame_backs_off_and_stays_healthy() -> None:
+    store = FakeStore()
+    store.claims[None] = StoreError("out of shared memory", "53200")
+    claimer, _, _, db_errors = make_claimer(store, [])
+    with capture_logs() as logs:
+        task = asyncio.create_task(claimer.run())
+        try:
+            await asyncio.sleep(0.4)
+        finally:
+            claimer.stop()
+            await asyncio.wait_for(task, 5)
+    waits = [e["retry_in_s"] for e in logs if e["event"] == "outbox.claim_failed"]
+    assert waits[:2] == [0.1, 0.2]
+    assert claimer.healthy  # the database answers: /readyz stays ready
+    assert set(db_errors) == {"claim"}
+    assert not [e for e in logs if e["event"] == "outbox.endpoint_quarantined"]
