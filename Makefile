@@ -51,7 +51,9 @@ demo: venv
 	$(BIN)/webhookd demo $(ARGS)
 
 # Ends with branch coverage of daemon/, the `webhookd` processes the tests start included
-# (no threshold: read what is not covered). PYTEST_ARGS='--no-cov' skips measuring.
+# (no threshold: read what is not covered). Measuring costs time (Python 3.11's tracer, 2 cores,
+# 2026-12-05): unit tests 21 -> 37 s, in-process integration tests +22 %, the whole suite about
+# +25 % (9:47 without). PYTEST_ARGS='--no-cov' skips measuring.
 test: venv
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
