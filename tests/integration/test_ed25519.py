@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,11 +21,10 @@ from daemon.models import SignatureSpec
 from daemon.secretbox import generate_key
 from daemon.signing import ED25519, public_key
 from daemon.store import StoreError
+from tests.cli_support import WEBHOOKD
 from tests.ed25519 import v1a_signatures, verify_v1a
 from tests.integration.conftest import Harness, Hit, Receiver
 
-_SCRIPT = Path(sys.executable).with_name("webhookd")
-WEBHOOKD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "daemon"]
 ED = SignatureSpec(scheme=ED25519)
 
 
