@@ -16,7 +16,6 @@ before.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from daemon.errors import DatabaseUnavailable
+from daemon.loops import every
 from daemon.models import Delivery
 from daemon.store import Store, StoreError
 
@@ -128,9 +128,7 @@ class LeaseKeeper:
         self.healthy = True
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s())
-            await self.beat()
+        await every(self._interval_s, self.beat, wait_first=True)
 
     async def beat(self) -> None:
         """One renewal. A failure is logged and retried on the next beat: an attempt whose

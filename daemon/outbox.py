@@ -14,7 +14,6 @@ instance) are returned to pending here too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
@@ -24,6 +23,7 @@ import structlog
 from daemon.config import Config
 from daemon.errors import DatabaseUnavailable
 from daemon.leases import Leases
+from daemon.loops import Backoff, pause
 from daemon.models import Delivery, Endpoint
 from daemon.scheduler import Quotas, Scheduler
 from daemon.store import Listener, Store, StoreError
@@ -134,25 +134,23 @@ class Claimer:
 
     # -- the loop --------------------------------------------------------------------
     async def run(self) -> None:
-        backoff_s = 0.1
+        backoff = Backoff()
         while not self._stopping:
             try:
                 wait_s = await self._cycle()
-                backoff_s = 0.1
+                backoff.reset()
                 self.healthy = True
             except DatabaseUnavailable as exc:
                 self.healthy = False
                 self._on_db_error("claim")
-                log.warning("outbox.database_unavailable", error=str(exc), retry_in_s=backoff_s)
-                wait_s = backoff_s
-                backoff_s = min(backoff_s * 2, 5.0)
+                wait_s = backoff.failed()
+                log.warning("outbox.database_unavailable", error=str(exc), retry_in_s=wait_s)
             except StoreError as exc:
                 # A statement refused (a row or setting PostgreSQL cannot compute with): the
                 # loop goes on; `_claim` has left out the endpoint that caused it, if any.
                 self._on_db_error("claim")
-                log.error("outbox.claim_failed", error=str(exc), retry_in_s=backoff_s)
-                wait_s = backoff_s
-                backoff_s = min(backoff_s * 2, 5.0)
+                wait_s = backoff.failed()
+                log.error("outbox.claim_failed", error=str(exc), retry_in_s=wait_s)
             await self._sleep(wait_s)
 
     async def _sleep(self, wait_s: float | None) -> None:
@@ -372,24 +370,22 @@ class Claimer:
     # -- LISTEN ----------------------------------------------------------------------
     async def listen(self) -> None:
         """Keep a LISTEN connection; on loss reconnect with backoff (polling covers the gap)."""
-        backoff_s = 0.1
+        backoff = Backoff()
         while not self._stopping:
             listener: Listener | None = None
             try:
                 listener = await self._store.listen(
                     [OUTBOX_CHANNEL, ENDPOINTS_CHANNEL], self.on_notify
                 )
-                backoff_s = 0.1
+                backoff.reset()
                 self._refresh_all = True  # changes may have been missed while away
                 self._wakes_pending = True
                 self._wake.set()
                 await listener.wait_closed()
                 log.warning("outbox.listen_lost")
             except DatabaseUnavailable as exc:
-                log.warning("outbox.listen_failed", error=str(exc), retry_in_s=backoff_s)
+                log.warning("outbox.listen_failed", error=str(exc), retry_in_s=backoff.delay_s)
             finally:
                 if listener is not None:
                     await listener.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_event.wait(), timeout=backoff_s)
-            backoff_s = min(backoff_s * 2, 5.0)
+            await pause(backoff.failed(), self._stop_event)

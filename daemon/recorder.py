@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from daemon.errors import DatabaseUnavailable
+from daemon.loops import Backoff
 from daemon.models import Delivery, Outcome, Status
 from daemon.store import Record, Store, StoreError
 
@@ -208,7 +209,7 @@ class Recorder:
 
     async def run(self) -> None:
         """Flush until `stop()`; then `drain()` writes what is left."""
-        backoff_s = 0.1
+        backoff = Backoff()
         while not self._stopping:
             await self._ready.wait()
             if self._stopping:
@@ -222,11 +223,10 @@ class Recorder:
                 await asyncio.sleep(self._busy_linger_s if busy else self._linger_s)
             try:
                 await self._flush_once()
-                backoff_s = 0.1
+                backoff.reset()
             except DatabaseUnavailable as exc:
                 self._note_error(exc)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, 5.0)
+                await asyncio.sleep(backoff.failed())
 
     async def _flush_once(self) -> None:
         """Write what is queued now: the state changes in order, then the outcomes. Outcomes

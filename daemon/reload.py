@@ -9,6 +9,7 @@ running value until a restart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +28,28 @@ RESTART_KEYS = {
     "delivery.proxy": "proxy",
     "delivery.no_proxy": "no_proxy",
 }
+
+
+class LiveConfig:
+    """The configuration a running daemon uses now: the one way a reload reaches its parts.
+    Parts read it by calling it (each read sees the latest reload); a part that must act on a
+    change (recompute its limits, look again at once) registers with `on_change`."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._listeners: list[Callable[[Config, Config], None]] = []
+
+    def __call__(self) -> Config:
+        return self._config
+
+    def on_change(self, listener: Callable[[Config, Config], None]) -> None:
+        """Call `listener(old, new)` after each `set`, in the order registered."""
+        self._listeners.append(listener)
+
+    def set(self, config: Config) -> None:
+        old, self._config = self._config, config
+        for listener in self._listeners:
+            listener(old, config)
 
 
 @dataclass(frozen=True)

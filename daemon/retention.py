@@ -17,7 +17,6 @@ never run a batch at the same time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import structlog
 
 from daemon.config import RetentionConfig
 from daemon.errors import DatabaseUnavailable
+from daemon.loops import every
 from daemon.metrics import Metrics
 from daemon.store import Store, StoreError
 
@@ -162,13 +162,12 @@ class Pruner:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            config = self._config()
-            self._wake.clear()
-            if config.prune_after_s is not None:
-                await self.prune_once(config)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=config.prune_interval_s)
+        await every(lambda: self._config().prune_interval_s, self._round, wake=self._wake)
+
+    async def _round(self) -> None:
+        config = self._config()
+        if config.prune_after_s is not None:
+            await self.prune_once(config)
 
     async def prune_once(self, config: RetentionConfig) -> PruneReport | None:
         """One periodic prune; failures are logged and the next round tries again."""

@@ -4,7 +4,6 @@ happens next and hands the outcome to the recorder. One log event per attempt.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from daemon.breaker import State
 from daemon.config import Config
 from daemon.delivery import Deliverer
 from daemon.leases import Leases
+from daemon.loops import TaskSet
 from daemon.metrics import Metrics
 from daemon.models import AttemptResult, Delivery, Endpoint, Outcome, RetryDecision
 from daemon.recorder import Recorder, Write, pause_write
@@ -56,12 +56,17 @@ class SignerCache:
         return signer
 
 
+def _attempt_crashed(_task: asyncio.Task[None], exc: BaseException) -> None:
+    """What killed an attempt's task (a bug: `_attempts` catches what an attempt raises)."""
+    log.error("worker.attempt_crashed", error=f"{type(exc).__name__}: {exc}")
+
+
 class Worker:
     """The dispatch loop and the life of one attempt."""
 
     def __init__(
         self,
-        config: Config,
+        config: Callable[[], Config],
         scheduler: Scheduler,
         deliverer: Deliverer,
         recorder: Recorder,
@@ -71,7 +76,7 @@ class Worker:
         gone_write: Callable[[str], Write],
         rng: random.Random | None = None,
     ) -> None:
-        self.config = config
+        self._config = config  # read at each use: a reload applies to the next attempt
         self._scheduler = scheduler
         self._deliverer = deliverer
         self._recorder = recorder
@@ -80,22 +85,18 @@ class Worker:
         self._gone_write = gone_write  # disables an endpoint after a 410, for every daemon
         self._rng = rng or random.Random()
         self._signers = SignerCache()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(on_failure=_attempt_crashed)
+
+    @property
+    def config(self) -> Config:
+        return self._config()
 
     async def run(self) -> None:
         """Start each delivery the scheduler hands out, until cancelled."""
         while True:
             endpoint, delivery = await self._scheduler.next()
             self._metrics.in_flight.inc()
-            task = asyncio.create_task(self._attempts(endpoint, delivery))
-            self._tasks.add(task)
-            task.add_done_callback(self._forget)
-
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        """Drop a finished task, and report what killed it (never left unretrieved)."""
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("worker.attempt_crashed", error=f"{type(exc).__name__}: {exc}")
+            self._tasks.spawn(self._attempts(endpoint, delivery))
 
     async def _attempts(self, endpoint: Endpoint, delivery: Delivery) -> None:
         """Run an attempt, then go on with whatever may start in the slot it freed. Under
@@ -117,15 +118,7 @@ class Worker:
 
     async def drain(self, timeout_s: float) -> int:
         """Let running attempts finish up to the deadline; returns how many were cut off."""
-        if not self._tasks:
-            return 0
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        return len(pending)
+        return await self._tasks.drain(timeout_s)
 
     async def _attempt(self, endpoint: Endpoint, delivery: Delivery) -> None:
         """One attempt. Its slot is freed whatever happens, and once its result exists its

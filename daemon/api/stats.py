@@ -16,7 +16,7 @@ from aiohttp import web
 from daemon.api.http import READ, api_of, json_response, principal_of
 from daemon.api.params import Query
 from daemon.api.tenancy import app_of, endpoint_of
-from daemon.health import GONE_REASON
+from daemon.endpoint_health import GONE_REASON
 
 if TYPE_CHECKING:
     from daemon.api.routes import Route

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from daemon import endpoints
-from daemon.cli import endpoint_import, endpoint_update
+from daemon.cli import endpoint_import, endpoint_update_cmd
 from daemon.cli.common import (
     BURST,
     MAX_IN_FLIGHT_OPTION,
@@ -83,7 +83,7 @@ def register(sub: Any, common: Parser) -> None:
     dis.add_argument("endpoint_id")
     dis.add_argument("--reason", default="disabled by operator")
     dis.add_argument("--json", action="store_true")
-    endpoint_update.register(actions, parents)
+    endpoint_update_cmd.register(actions, parents)
     endpoint_import.register(actions, parents)
 
 
@@ -140,7 +140,7 @@ async def cmd_endpoint(args: argparse.Namespace, config: Config) -> int:
         "disable": _disable,
         "delete": _delete,
         "rotate-secret": _rotate,
-        "update": endpoint_update.run,
+        "update": endpoint_update_cmd.run,
         "import": endpoint_import.run,
     }
     if args.action == "add":  # bad input is refused without a database

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +16,13 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from tests.cli_support import REPO, WEBHOOKD
 from tests.conftest import UNRETRIEVED
 
 # The integration fixtures (a fresh migrated database, a recording receiver) serve here too.
 from tests.integration.conftest import harness, receiver, run_daemon, wait_until
 
 __all__ = ["harness", "receiver", "run_daemon"]
-
-REPO = Path(__file__).resolve().parents[2]
-_SCRIPT = Path(sys.executable).with_name("webhookd")
-WEBHOOKD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "daemon"]
 
 
 def toml(sections: Mapping[str, Mapping[str, Any]]) -> str:

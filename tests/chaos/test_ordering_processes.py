@@ -10,7 +10,7 @@ import pytest
 
 from tests.chaos.conftest import Spawn, daemon_toml
 from tests.integration.conftest import Harness, Receiver
-from tests.integration.test_ordering import assert_first_successes_in_order, flaky_recorder
+from tests.ordering_support import assert_first_successes_in_order, flaky_recorder
 
 pytestmark = pytest.mark.chaos
 

@@ -8,17 +8,21 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
+import pytest
 import pytest_asyncio
+import trustme
 from aiohttp import web
 
 from daemon.config import Config
 from daemon.endpoints import EndpointSpec, add_endpoint
 from daemon.service import Service
 from daemon.store import Store
+from tests.cli_support import Cli
 
 
 @dataclass
@@ -223,6 +227,26 @@ class Harness:
             delivery_id,
         )
 
+    async def wait_none_leased(self, endpoint_id: str | None = None, timeout_s: float = 10) -> None:
+        """Until no delivery is leased: attempts in flight have finished and their outcomes are
+        written, and what was queued has been given back."""
+
+        async def settled() -> bool:
+            return all(r["status"] != "delivering" for r in await self.deliveries(endpoint_id))
+
+        await wait_until(settled, timeout_s, "no delivery leased")
+
+    async def sleep_past_grace(self, endpoint_id: str) -> None:
+        """Until the endpoint's previous secrets have expired (the grace is wall-clock time,
+        stored with the secrets, and checked when an attempt is signed)."""
+        grace_end_s = await self.conn.fetchval(
+            "SELECT max((p->>'expires_at')::float8) FROM webhookd.endpoints e,"
+            " jsonb_array_elements(e.previous_secrets) p WHERE e.id = $1",
+            endpoint_id,
+        )
+        assert grace_end_s is not None, f"endpoint {endpoint_id} has no previous secret"
+        await asyncio.sleep(max(0.0, grace_end_s - time.time()) + 0.05)
+
     async def wait_status(
         self, status: str, count: int, endpoint_id: str | None = None, timeout_s: float = 10
     ) -> list[asyncpg.Record]:
@@ -232,6 +256,18 @@ class Harness:
 
         await wait_until(enough, timeout_s, f"{count} deliveries {status}")
         return [r for r in await self.deliveries(endpoint_id) if r["status"] == status]
+
+
+@pytest.fixture
+def cli(db_dsn: str, tmp_path: Path) -> Cli:
+    """The `webhookd` executable against this test's database, with a minimal config file."""
+    return Cli(db_dsn, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A certificate authority of the tests' own, for receivers served over TLS."""
+    return trustme.CA()
 
 
 @pytest_asyncio.fixture

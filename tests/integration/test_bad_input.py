@@ -11,17 +11,12 @@ import pytest
 
 from daemon.config import load_config
 from daemon.store import StoreError
+from tests.cli_support import Cli, Result, assert_one_line_error
 from tests.integration.conftest import Harness
-from tests.integration.test_cli import Cli, Result, assert_one_line_error
 
 SECRET = "s3cr3t-SHOULD-NOT-SHOW"
 TOKEN = "tok-SHOULD-NOT-SHOW"
 NOT_UTF8 = "\udcff"  # the byte 0xff in argv, as Python decodes it
-
-
-@pytest.fixture
-def cli(db_dsn: str, tmp_path: Path) -> Cli:
-    return Cli(db_dsn, tmp_path)
 
 
 def refused(result: Result, *names: str) -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from daemon.models import SignatureSpec
 from daemon.service import Service
+from tests.cli_support import Cli
 from tests.integration.conftest import Harness, Receiver
 from tests.receivers import spatialflow_receiver_accepts
-from tests.webhookd_cli import Cli
 
 SEED_EVENT = {
     "event_type": "entry",
@@ -23,11 +23,6 @@ SEED_EVENT = {
     "location": {"latitude": 37.7749, "longitude": -122.4194},
 }
 SLACK_TEMPLATE = "🚗 {{payload.device_name}} entered {{payload.geofence_name}}"
-
-
-@pytest.fixture
-def cli(db_dsn: str) -> Cli:
-    return Cli(db_dsn)
 
 
 def missing_placeholders(service: Service) -> float:

@@ -8,13 +8,11 @@ import asyncio
 import os
 import pty
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-_SCRIPT = Path(sys.executable).with_name("webhookd")
-WEBHOOKD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "daemon"]
+from tests.cli_support import WEBHOOKD
+
 ENDPOINTS = ("fast", "slow", "flaky", "limited")
 
 pytestmark = pytest.mark.timeout(120)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,11 +21,10 @@ from daemon.models import SignatureSpec
 from daemon.secretbox import generate_key
 from daemon.signing import ED25519, public_key
 from daemon.store import StoreError
+from tests.cli_support import WEBHOOKD
 from tests.ed25519 import v1a_signatures, verify_v1a
 from tests.integration.conftest import Harness, Hit, Receiver
 
-_SCRIPT = Path(sys.executable).with_name("webhookd")
-WEBHOOKD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "daemon"]
 ED = SignatureSpec(scheme=ED25519)
 
 
@@ -112,7 +109,7 @@ async def test_rotation_grace_ends_and_only_the_new_key_signs(
     ep_id, old = await harness.endpoint(receiver.url("/g"), signature=ED)
     async with run_daemon():
         new = await rotate_secret(harness.store, ep_id, grace_s=0.5)
-        await asyncio.sleep(0.8)
+        await harness.sleep_past_grace(ep_id)
         await harness.enqueue(endpoint_id=ep_id)
         await harness.wait_status("delivered", 1)
 

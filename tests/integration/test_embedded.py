@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,9 +18,7 @@ import orjson
 import pytest
 
 from daemon.embedded import EmbeddedPostgres, EmbeddedPostgresError, default_data_dir
-
-_SCRIPT = Path(sys.executable).with_name("webhookd")
-WEBHOOKD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "daemon"]
+from tests.cli_support import WEBHOOKD
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from daemon.endpoint_health import GONE_REASON
 from daemon.endpoints import set_enabled
-from daemon.health import GONE_REASON
 from daemon.models import AttemptResult, Delivery, Outcome, RetryDecision
 from daemon.recorder import Recorder
 from daemon.service import Service
@@ -99,7 +99,7 @@ async def test_concurrent_gone_answers_disable_once_and_dead_letter_each_attempt
         async with run_daemon() as service:
             await wait_disabled(harness, ep_id)
             await receiver.wait_hits(1)
-            await asyncio.sleep(0.6)  # the attempts in flight finish and are recorded
+            await harness.wait_none_leased(ep_id)  # the attempts in flight are recorded
             assert auto_disabled(service, "gone") == 1
     rows = await harness.deliveries(ep_id)
     hits = len(receiver.at("/gone"))
@@ -250,7 +250,7 @@ async def test_endpoint_failing_longer_than_the_period_is_disabled_once_and_enab
             assert row["disabled_reason"].startswith("failing since ")
             assert "failed attempts in a row" in row["disabled_reason"]
             assert row["consecutive_failures"] >= 3
-            await asyncio.sleep(0.5)  # an attempt in flight when it was disabled finishes
+            await harness.wait_none_leased(ep_id)  # an attempt in flight finishes
             hits = len(receiver.at("/down"))
             # Its deliveries wait; nothing is dead-lettered; the other endpoint is served.
             await harness.enqueue(endpoint_id=ep_id)

@@ -18,16 +18,11 @@ from daemon.secretbox import ENV_VAR, PREFIX, SecretBox, generate_key
 from daemon.service import Service
 from daemon.signing import verify
 from daemon.store import Tx
+from tests.cli_support import Cli, assert_one_line_error, ok
 from tests.integration.conftest import Harness, Receiver, daemon_config
-from tests.integration.test_cli import Cli, Result, assert_one_line_error
 from tests.receivers import spatialflow_receiver_accepts
 
 HEX = "hmac-sha256-hex:X-SF-Signature:sha256="
-
-
-@pytest.fixture
-def cli(db_dsn: str, tmp_path: Path) -> Cli:
-    return Cli(db_dsn, tmp_path)
 
 
 def jsonl(path: Path, lines: list[Any]) -> Path:
@@ -61,11 +56,6 @@ def varied(i: int) -> dict[str, Any]:
 
 async def count(conn: asyncpg.Connection, table: str = "endpoints") -> int:
     return int(await conn.fetchval(f"SELECT count(*) FROM webhookd.{table}"))
-
-
-def ok(result: Result) -> Result:
-    assert result.code == 0, result.err
-    return result
 
 
 async def test_import_creates_thousands_in_batches_with_the_checks_of_add(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from pathlib import Path
 
 import asyncpg
 import orjson
@@ -14,18 +13,8 @@ import pytest
 from aiohttp import web
 
 from daemon import endpoints
+from tests.cli_support import Cli, assert_one_line_error, ok
 from tests.integration.conftest import Harness, Receiver
-from tests.integration.test_cli import Cli, Result, assert_one_line_error
-
-
-@pytest.fixture
-def cli(db_dsn: str, tmp_path: Path) -> Cli:
-    return Cli(db_dsn, tmp_path)
-
-
-def ok(result: Result) -> Result:
-    assert result.code == 0, result.err
-    return result
 
 
 async def fail_as(conn: asyncpg.Connection, message_id: int, ago: str, attempts: int = 3) -> None:

@@ -26,9 +26,9 @@ import pytest
 from daemon import sql
 from daemon.endpoints import COUNT_CAP
 from daemon.replay import DeadLetterFilter, requeue_dead_letters
+from tests.cli_support import Cli, assert_one_line_error, ok
 from tests.conftest import dsn_with_database
 from tests.integration.conftest import Harness
-from tests.integration.test_cli import Cli, Result, assert_one_line_error
 
 ENDPOINTS = 150_000  # ep_000001 ... ; every 50th disabled, every 50th (+2) deleted
 MESSAGES = 60_000  # one delivery each, spread over 1,000 endpoints and ten days
@@ -118,16 +118,6 @@ async def large(large_dsn: str) -> Any:
 @pytest.fixture
 def large_cli(large_dsn: str, tmp_path: Path) -> Cli:
     return Cli(large_dsn, tmp_path)
-
-
-@pytest.fixture
-def cli(db_dsn: str, tmp_path: Path) -> Cli:
-    return Cli(db_dsn, tmp_path)
-
-
-def ok(result: Result) -> Result:
-    assert result.code == 0, result.err
-    return result
 
 
 # -- what a query costs, from EXPLAIN ANALYZE ---------------------------------------------------

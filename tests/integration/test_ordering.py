@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
 
 import orjson
 from aiohttp import web
 
 from tests.integration.conftest import DaemonFactory, Harness, Hit, Receiver, claim
+from tests.ordering_support import assert_first_successes_in_order, flaky_recorder
 
 
 async def enqueue_keyed(harness: Harness, endpoint_id: str, key: str | None, n: int) -> None:
@@ -21,28 +21,6 @@ async def enqueue_keyed(harness: Harness, endpoint_id: str, key: str | None, n: 
         orjson.dumps({"key": key, "n": n}).decode(),
         key,
     )
-
-
-def flaky_recorder(rng: random.Random, successes: list[tuple[str, int]]) -> Any:
-    """A receiver that fails 30 % of requests at random and records (key, n) of successes."""
-
-    def respond(hit: Hit, _n: int) -> web.Response:
-        if rng.random() < 0.3:
-            return web.Response(status=500)
-        body = orjson.loads(hit.body)
-        if body["key"] is not None:
-            successes.append((body["key"], body["n"]))
-        return web.Response(text="ok")
-
-    return respond
-
-
-def assert_first_successes_in_order(
-    successes: list[tuple[str, int]], keys: list[str], per_key: int
-) -> None:
-    for key in keys:
-        order = [n for k, n in successes if k == key]
-        assert list(dict.fromkeys(order)) == list(range(per_key)), f"{key}: {order}"
 
 
 async def test_only_the_oldest_open_delivery_of_a_key_is_claimable(harness: Harness) -> None:

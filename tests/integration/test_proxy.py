@@ -18,10 +18,10 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from structlog.testing import capture_logs
 
 from daemon.service import Service
+from tests.cli_support import Cli
 from tests.integration import conftest as itc
 from tests.integration.conftest import Harness, Receiver
 from tests.proxy_support import VIA_NAME, TinyProxy, free_port, tinyproxy, tinyproxy_binary
-from tests.webhookd_cli import Cli
 
 PASSWORD = "pr0xy-S3cret"
 
@@ -29,11 +29,6 @@ PASSWORD = "pr0xy-S3cret"
 @pytest.fixture(scope="module")
 def tinyproxy_bin() -> str:
     return tinyproxy_binary()
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
 
 
 @asynccontextmanager
@@ -268,10 +263,7 @@ def test_tinyproxy_log_is_read_as_request_lines(tmp_path: Path) -> None:
     assert TinyProxy(1, log).requests() == ["GET http://a/ HTTP/1.1"]
 
 
-async def test_endpoint_proxy_is_set_shown_reset_and_refused_with_credentials(
-    db_dsn: str,
-) -> None:
-    cli = Cli(db_dsn)
+async def test_endpoint_proxy_is_set_shown_reset_and_refused_with_credentials(cli: Cli) -> None:
     ep = await cli.add("https://hooks.example.com/x", "--proxy", "http://egress.internal:3128")
     shown = (await cli("endpoint", "show", ep, "--json")).json()
     assert shown["proxy"] == "http://egress.internal:3128"

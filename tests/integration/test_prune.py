@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 
 from daemon.retention import PruneReport, prune
 from daemon.store import Store
+from tests.cli_support import Cli
 from tests.integration.conftest import DaemonFactory, Harness, Receiver, wait_until
-from tests.integration.test_cli import Cli
 
 DAY_S = 86400.0
 MONTH_S = 30 * DAY_S

@@ -30,8 +30,8 @@ from daemon.migrate import apply_migrations
 from daemon.roles import quote_ident, roles_sql
 from daemon.service import Service
 from daemon.store import Store
+from tests.cli_support import Cli
 from tests.integration.conftest import Receiver, daemon_config, wait_until
-from tests.integration.test_cli import Cli
 
 Denied = asyncpg.exceptions.InsufficientPrivilegeError
 

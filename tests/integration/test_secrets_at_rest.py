@@ -7,7 +7,6 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import orjson
 import pytest
@@ -18,8 +17,8 @@ from daemon.endpoints import EndpointSpec, add_endpoint, reencrypt_secrets, rota
 from daemon.models import SignatureSpec
 from daemon.secretbox import ENV_VAR, PLAINTEXT, PREFIX, SecretBox, SecretKeyError, generate_key
 from daemon.service import Service
+from tests.cli_support import Cli, assert_one_line_error
 from tests.integration.conftest import Harness, Receiver, daemon_config, wait_until
-from tests.integration.test_cli import Cli, assert_one_line_error
 from tests.receivers import spatialflow_receiver_accepts
 
 HEX = SignatureSpec("hmac-sha256-hex", "X-SF-Signature", "sha256=")
@@ -248,11 +247,6 @@ async def test_daemon_refuses_to_start_without_the_key_and_skips_unreadable_ones
 
 
 # -- the CLI -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(db_dsn: str, tmp_path: Path) -> Cli:
-    return Cli(db_dsn, tmp_path)
 
 
 async def test_cli_encrypts_shows_decrypted_reencrypts_and_refuses_without_key(

@@ -1,8 +1,12 @@
-"""Fixtures for pure-logic tests: a clock that moves only when told to."""
+"""Fixtures for pure-logic tests: a clock that moves only when told to, and no system config."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from daemon import config
 
 
 class FakeClock:
@@ -21,3 +25,11 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def no_system_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Keep a real /etc/webhookd/webhookd.toml on the test machine out of the tests."""
+    absent = tmp_path / "etc" / "webhookd.toml"
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", absent)
+    return absent

@@ -23,7 +23,6 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon import config as config_module
 from daemon.cli import main
 from daemon.config import Config, config_as_dict
 
@@ -177,9 +176,7 @@ def assert_one_clear_line(code: int, out: str, err: str, *, allowed: Sequence[in
         assert secret not in out + err, (secret, out, err)
 
 
-@pytest.fixture(autouse=True)
-def no_system_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(config_module, "DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
+pytestmark = pytest.mark.usefixtures("no_system_config")
 
 
 @EXAMPLES

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import __version__, config
+from daemon import __version__
 from daemon.config import Config, config_as_dict, load_config, redact_url
 from daemon.errors import ConfigError
 
@@ -19,12 +19,7 @@ HOME_ENV = {"HOME": "/home/hook"}
 HOME_STATE_DIR = Path("/home/hook/.local/state/webhookd/postgres")
 
 
-@pytest.fixture(autouse=True)
-def no_system_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Keep a real /etc/webhookd/webhookd.toml on the test machine out of the tests."""
-    absent = tmp_path / "etc" / "webhookd.toml"
-    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", absent)
-    return absent
+pytestmark = pytest.mark.usefixtures("no_system_config")
 
 
 def write_toml(tmp_path: Path, text: str) -> Path:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from daemon.leases import Leases, heartbeat_s
+from typing import Any
+
+from structlog.testing import capture_logs
+
+from daemon.errors import DatabaseUnavailable
+from daemon.leases import LeaseKeeper, Leases, heartbeat_s
 from daemon.models import Delivery
 
 
@@ -75,3 +80,57 @@ def test_the_heartbeat_is_a_third_of_the_margin_and_at_most_ten_seconds() -> Non
     assert heartbeat_s(3.0) == 1.0
     assert heartbeat_s(30.0) == 10.0
     assert heartbeat_s(3600.0) == 10.0
+
+
+class RenewingStore:
+    """Answers `renew_leases` with the rows still held by their token (`kept`), or fails."""
+
+    def __init__(self, kept: set[int]) -> None:
+        self.kept = kept
+        self.error: Exception | None = None
+        self.renewals: list[dict[str, Any]] = []
+
+    async def fetch(self, name: str, **params: Any) -> list[dict[str, int]]:
+        assert name == "renew_leases"
+        self.renewals.append(params)
+        if self.error is not None:
+            raise self.error
+        return [{"id": i} for i in params["delivery_ids"] if i in self.kept]
+
+
+def keeper(store: RenewingStore, leases: Leases, lost: list[int], clock: Clock) -> LeaseKeeper:
+    return LeaseKeeper(
+        store,  # type: ignore[arg-type]
+        leases,
+        interval_s=lambda: 1.0,
+        on_lost=lost.extend,
+        clock=clock,
+    )
+
+
+async def test_a_beat_renews_what_is_held_and_hands_on_the_leases_another_daemon_took() -> None:
+    clock = Clock()
+    leases = Leases(clock)
+    kept, rescued = delivery(1, 7), delivery(2, 7)
+    leases.add([kept, rescued], sent_at=clock())
+    store, lost = RenewingStore(kept={1}), []
+    with capture_logs() as logs:
+        await keeper(store, leases, lost, clock).beat()
+    assert store.renewals[0]["delivery_ids"] == [1, 2]
+    assert lost == [2] and leases.holds(kept) and not leases.holds(rescued)
+    assert [(e["event"], e["count"]) for e in logs] == [("outbox.leases_lost", 1)]
+
+
+async def test_a_failed_renewal_loses_nothing_and_the_keeper_is_unhealthy_until_one_works() -> None:
+    clock = Clock()
+    leases = Leases(clock)
+    d = delivery(1, 7)
+    leases.add([d], sent_at=clock())
+    store, lost = RenewingStore(kept={1}), []
+    lease_keeper = keeper(store, leases, lost, clock)
+    store.error = DatabaseUnavailable("connection refused")
+    await lease_keeper.beat()
+    assert not lease_keeper.healthy and lost == [] and leases.holds(d)
+    store.error = None
+    await lease_keeper.beat()
+    assert lease_keeper.healthy and lost == []

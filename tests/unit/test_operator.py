@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from daemon.cli.display import at, clean
-from daemon.cli.endpoint_update import or_default
+from daemon.cli.endpoint_update_cmd import or_default
 from daemon.endpoint_update import KEEP, EndpointUpdate, updated_spec
 from daemon.messages import parse_payload, parse_when, payload_value
 from daemon.models import Delivery, SignatureSpec

@@ -8,9 +8,10 @@ import asyncio
 from daemon import reload
 from daemon.breaker import BreakerSettings, CircuitBreaker, State
 from daemon.config import Config
+from daemon.reload import LiveConfig
 from daemon.scheduler import Limits, Scheduler
 from tests.unit.conftest import FakeClock
-from tests.unit.test_scheduler import answered, deliveries, endpoint, take, take_all
+from tests.unit.scheduler_support import answered, deliveries, endpoint, take, take_all
 
 RUNNING = Config().with_overrides(
     database={"url": "postgresql://hook:old-secret@db/app"},
@@ -121,3 +122,21 @@ async def test_new_breaker_settings_reach_existing_lanes(clock: FakeClock) -> No
     assert (state, cooldown_s) == (State.OPEN, 7.0)
     s.set_limits(Limits(breaker=BreakerSettings(enabled=False)))
     assert s.breaker_states() == {}
+
+
+def test_live_config_reads_see_a_reload_and_listeners_get_old_and_new_in_order() -> None:
+    first = Config()
+    second = first.with_overrides(delivery={"concurrency": 3})
+    live = LiveConfig(first)
+    heard: list[tuple[str, int, int]] = []
+    live.on_change(
+        lambda old, new: heard.append(("a", old.delivery.concurrency, live().delivery.concurrency))
+    )
+    live.on_change(
+        lambda old, new: heard.append(("b", old.delivery.concurrency, new.delivery.concurrency))
+    )
+    assert live() is first
+    live.set(second)
+    assert live() is second
+    before = first.delivery.concurrency
+    assert heard == [("a", before, 3), ("b", before, 3)]

@@ -11,7 +11,6 @@ and counted once, and the endpoints trigger's NOTIFY makes every daemon drop it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ import structlog
 
 from daemon.config import HealthConfig
 from daemon.errors import DatabaseUnavailable
+from daemon.loops import every
 from daemon.metrics import Metrics
 from daemon.recorder import Write
 from daemon.store import Store, StoreError
@@ -50,14 +50,17 @@ class HealthMonitor:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            config = self._config()
-            if config.enabled:
-                with contextlib.suppress(DatabaseUnavailable, StoreError):
-                    await self.check(config)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=check_interval_s(config))
+        await every(
+            lambda: check_interval_s(self._config()),
+            self._round,
+            wake=self._wake,
+            survive=(DatabaseUnavailable, StoreError),
+        )
+
+    async def _round(self) -> None:
+        config = self._config()
+        if config.enabled:
+            await self.check(config)
 
     async def check(self, config: HealthConfig) -> list[str]:
         """Disable every endpoint failing too long; returns the ids this call disabled."""

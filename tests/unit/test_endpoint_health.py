@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from daemon.config import Config, HealthConfig, config_as_dict, load_config
+from daemon.endpoint_health import check_interval_s
 from daemon.errors import ConfigError
-from daemon.health import check_interval_s
 from daemon.models import AttemptResult, Delivery, Outcome, RetryDecision
 from daemon.recorder import health_column
 from daemon.scheduler import Limits, Scheduler
 from tests.unit.conftest import FakeClock
-from tests.unit.test_scheduler import deliveries, endpoint, take
+from tests.unit.scheduler_support import deliveries, endpoint, take
 
 ENV = {"HOME": "/home/hook"}
 
