@@ -19,7 +19,11 @@ every slot for 30 s at a time, and everyone else waited. The policy:
 - An endpoint that has not answered yet may be one that hangs (it takes one slow attempt to
   find out): while others are busy it starts one attempt at a time until its first
   answer (a slow start), and such endpoints together hold at most half of the regular slots
-  while one that answers has work waiting.
+  while one that answers has work waiting. Its attempt leaves its regular slot for the slow
+  lane early, once it has run five times the usual latency of the answers seen here (at least
+  half a second, at most its threshold), without demoting it: at start-up, when no endpoint
+  has answered yet, endpoints that hang would otherwise hold every regular slot until their
+  threshold, and the ones that answer in milliseconds would wait that long.
 
 So k hanging endpoints keep one attempt each in flight (while the slow lane has room), move
 through their retry schedule and end as dead letters, and every regular slot but the first
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 
 SLOW_FACTOR = 5.0  # an attempt is slow past this many times its endpoint's usual latency
 LATENCY_WEIGHT = 0.3  # of each new answer in the endpoint's usual latency
+PROBE_FLOOR_S = 0.5  # an unproven endpoint's attempt keeps its regular slot at least this long
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class _Running:
     in_slow_lane: bool
     in_share: bool  # a demoted endpoint's attempt in a regular slot
     unproven: bool  # of an endpoint that had not answered yet, in a regular slot
+    leave_at: float = math.inf  # when an unproven attempt leaves its regular slot
     slow: bool = False
 
 
@@ -85,6 +91,7 @@ class Isolation:
     unproven_in_use: int = 0
     held_back: int = 0  # starts of demoted endpoints refused for want of a slot
     changes: list[Change] = field(default_factory=list)
+    typical_s: float | None = None  # the usual latency of every answer seen here
 
     def threshold_s(self, pace: Pace) -> float:
         usual = 0.0 if pace.latency_s is None else SLOW_FACTOR * pace.latency_s
@@ -130,9 +137,22 @@ class Isolation:
         self.slow_lane_in_use += in_slow_lane
         self.share_in_use += in_share
         self.unproven_in_use += unproven
+        slow_at = now + self.threshold_s(pace)
         self._running[delivery_id] = _Running(
-            endpoint_id, now, now + self.threshold_s(pace), in_slow_lane, in_share, unproven
+            endpoint_id,
+            now,
+            slow_at,
+            in_slow_lane,
+            in_share,
+            unproven,
+            leave_at=min(slow_at, now + self._probe_s()) if unproven else math.inf,
         )
+
+    def _probe_s(self) -> float:
+        """How long an unproven endpoint's attempt may hold a regular slot: five times the
+        usual latency of the answers seen here, at least PROBE_FLOOR_S."""
+        usual = 0.0 if self.typical_s is None else SLOW_FACTOR * self.typical_s
+        return max(PROBE_FLOOR_S, usual)
 
     def _release(self, running: _Running) -> None:
         self.slow_lane_in_use -= running.in_slow_lane
@@ -165,11 +185,8 @@ class Isolation:
             return
         threshold_s = self.threshold_s(pace)
         if responded:  # every answer teaches its usual latency, a slow one too
-            pace.latency_s = (
-                duration_s
-                if pace.latency_s is None
-                else (1 - LATENCY_WEIGHT) * pace.latency_s + LATENCY_WEIGHT * duration_s
-            )
+            pace.latency_s = _weighed(pace.latency_s, duration_s)
+            self.typical_s = _weighed(self.typical_s, duration_s)
         if responded and duration_s < threshold_s:
             if pace.demoted:
                 pace.limit += 1
@@ -187,6 +204,8 @@ class Isolation:
         now = self.clock()
         freed = False
         for running in self._running.values():
+            if running.unproven and now >= running.leave_at and not running.slow:
+                freed |= self._leave_early(running)
             if running.slow or now < running.slow_at:
                 continue
             running.slow = True
@@ -212,9 +231,25 @@ class Isolation:
                 self.share_in_use += 1
         return freed
 
+    def _leave_early(self, running: _Running) -> bool:
+        """An unproven endpoint's attempt past its probe time: to the slow lane, if it has
+        room, its endpoint not demoted (that waits for its threshold). True if it moved."""
+        if self.slow_lane_in_use >= self.settings.slow_lane:
+            return False
+        running.unproven = False
+        self.unproven_in_use -= 1
+        running.in_slow_lane = True
+        self.slow_lane_in_use += 1
+        return True
+
     def next_check_s(self) -> float | None:
-        """Seconds until the next running attempt becomes slow, if any is running."""
-        pending = [r.slow_at for r in self._running.values() if not r.slow]
+        """Seconds until the next running attempt becomes slow (or, unproven, leaves its
+        regular slot), if any is running."""
+        pending = [
+            min(r.slow_at, r.leave_at) if r.unproven else r.slow_at
+            for r in self._running.values()
+            if not r.slow
+        ]
         return max(0.0, min(pending) - self.clock()) if pending else None
 
     def _demote(self, running: _Running, pace: Pace, after_s: float) -> None:
@@ -229,3 +264,8 @@ class Isolation:
     def take_changes(self) -> list[Change]:
         changes, self.changes = self.changes, []
         return changes
+
+
+def _weighed(usual: float | None, latest: float) -> float:
+    """An average that follows recent answers (LATENCY_WEIGHT of each new one)."""
+    return latest if usual is None else (1 - LATENCY_WEIGHT) * usual + LATENCY_WEIGHT * latest

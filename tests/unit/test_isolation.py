@@ -236,3 +236,69 @@ async def test_an_endpoint_that_answers_slowly_but_always_is_restored_as_its_thr
         s.drain_queued()
     assert s.demoted == 0
     assert [c.demoted for c in s.take_changes()] == [True, False]
+
+
+async def test_at_start_up_endpoints_that_hang_leave_the_regular_slots_in_half_a_second(
+    clock: FakeClock,
+) -> None:
+    """No endpoint has answered yet (a daemon just started): twenty that hang fill every
+    regular slot first. They must not keep them until their 2 s threshold, or an endpoint
+    that answers in milliseconds waits that long behind them."""
+    s = Scheduler(Limits(concurrency=10, slow_lane=20, slow_after_s=2.0), clock)
+    for i in range(20):
+        s.update_endpoint(endpoint(f"hang{i}"))
+        s.submit(deliveries(f"hang{i}", 5))
+    assert len(start_all(s)) == 10  # one each: they may be ones that hang
+    s.update_endpoint(endpoint("ok"))
+    s.submit(deliveries("ok", 1))
+    clock.advance(0.4)
+    s.check_slow()
+    assert s.take_now() is None  # within their half second: the regular slots are full
+    clock.advance(0.2)
+    s.check_slow()
+    # the first ten moved to the slow lane (not demoted: that waits for their threshold);
+    # the next ten hanging ones were ahead of "ok" in the round
+    assert s.slow_lane_in_use == 10 and s.demoted == 0
+    second = start_all(s)
+    assert len(second) == 10 and "ok" not in {d.endpoint_id for d in second}
+    clock.advance(0.5)
+    s.check_slow()
+    # every hanging endpoint has its one attempt in the slow lane: nothing more of theirs
+    # starts, and the one that answers gets a regular slot 1.1 s after start-up, not 2 s
+    assert s.slow_lane_in_use == 20 and s.demoted == 0
+    assert [d.endpoint_id for d in start_all(s)] == ["ok"]
+
+
+async def test_an_unproven_attempt_keeps_its_slot_five_times_the_usual_answer_here(
+    clock: FakeClock,
+) -> None:
+    s = Scheduler(Limits(concurrency=10, slow_lane=20, slow_after_s=2.0), clock)
+    s.update_endpoint(endpoint("known"))
+    s.submit(deliveries("known", 1))
+    [known] = start_all(s)
+    clock.advance(0.2)
+    finish(s, known, 0.2)  # answers here take 200 ms: 1 s is five times that
+    s.update_endpoint(endpoint("new"))
+    s.submit(deliveries("new", 1))
+    assert len(start_all(s)) == 1
+    clock.advance(0.9)
+    s.check_slow()
+    assert s.slow_lane_in_use == 0
+    clock.advance(0.2)
+    s.check_slow()
+    assert s.slow_lane_in_use == 1 and s.demoted == 0
+    clock.advance(1.0)  # past its 2 s threshold: now it is slow, and demoted
+    s.check_slow()
+    assert s.demoted == 1
+
+
+async def test_with_no_slow_lane_an_unproven_attempt_keeps_its_regular_slot(
+    clock: FakeClock,
+) -> None:
+    s = Scheduler(Limits(concurrency=2, slow_lane=0, slow_after_s=2.0), clock)
+    s.update_endpoint(endpoint("new"))
+    s.submit(deliveries("new", 1))
+    assert len(start_all(s)) == 1
+    clock.advance(1.0)
+    s.check_slow()
+    assert s.slow_lane_in_use == 0 and s.capacity() == 1
