@@ -68,11 +68,14 @@ WITH local AS MATERIALIZED (
     ) q
     ) g
 ), cand AS MATERIALIZED (
-    -- the first due deliveries of each endpoint, and for one with keyed deliveries due, up to
-    -- $14::int more (to find the blocked ones); read, not locked: the endpoint's state row lock
-    -- already keeps other claims away, and the final UPDATE re-checks each row's status
-    SELECT c.*, l.endpoint_id, l.ord, l.n,
-           CASE WHEN c.ordering_key IS NOT NULL THEN (
+    -- the first pending deliveries of each endpoint, in due order: its n, one more (what falls
+    -- due next, for its next due_at: the rows just claimed stay in the index as dead entries
+    -- until a vacuum, so a second walk of it cost as much again), and for one with keyed
+    -- deliveries due, up to $14::int more (to find the blocked ones); read, not locked: the
+    -- endpoint's state row lock already keeps other claims away, and the final UPDATE
+    -- re-checks each row's status
+    SELECT c.*, l.endpoint_id, l.ord, l.n, k.k,
+           CASE WHEN c.ordering_key IS NOT NULL AND c.next_attempt_at <= now() THEN (
                SELECT e.id FROM webhookd.deliveries e
                WHERE e.endpoint_id = l.endpoint_id
                  AND e.ordering_key = c.ordering_key
@@ -84,24 +87,27 @@ WITH local AS MATERIALIZED (
            END AS blocker
     FROM lim l
     CROSS JOIN LATERAL (
+        SELECT l.n + 1 + CASE WHEN l.n > 0 AND EXISTS (
+                                  SELECT 1 FROM webhookd.deliveries k
+                                  WHERE k.endpoint_id = l.endpoint_id AND k.status = 'pending'
+                                    AND k.ordering_key IS NOT NULL
+                                    AND k.next_attempt_at <= now())
+                              THEN $14::int ELSE 0 END AS k
+    ) k
+    CROSS JOIN LATERAL (
         SELECT d.id, d.message_id, d.ordering_key, d.next_attempt_at
         FROM webhookd.deliveries d
         WHERE d.endpoint_id = l.endpoint_id
           AND d.status = 'pending'
-          AND d.next_attempt_at <= now()
         ORDER BY d.next_attempt_at
-        LIMIT l.n + CASE WHEN l.n > 0 AND EXISTS (
-                             SELECT 1 FROM webhookd.deliveries k
-                             WHERE k.endpoint_id = l.endpoint_id AND k.status = 'pending'
-                               AND k.ordering_key IS NOT NULL AND k.next_attempt_at <= now())
-                         THEN $14::int ELSE 0 END
+        LIMIT k.k
     ) c
     WHERE l.before < $1::int
 ), ranked AS (
     SELECT c.*,
            row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.id) AS rank
     FROM cand c
-    WHERE c.blocker IS NULL
+    WHERE c.blocker IS NULL AND c.next_attempt_at <= now()
 ), picked AS MATERIALIZED (
     SELECT r.id, r.endpoint_id, r.ord
     FROM ranked r
@@ -131,15 +137,31 @@ WITH local AS MATERIALIZED (
     WHERE l.before < $1::int
       AND ((SELECT count(*) FROM picked) < $1::int OR l.ord <= (SELECT max(ord) FROM picked))
 ), next_due AS MATERIALIZED (
+    -- when each endpoint served falls due next: the earliest pending row the walk read and
+    -- neither claimed nor held; none if it read every pending row; else (it read only rows
+    -- it claimed or held) the index once more
     SELECT v.*,
-           (SELECT d.next_attempt_at
-            FROM webhookd.deliveries d
-            WHERE d.endpoint_id = v.endpoint_id AND d.status = 'pending'
-              AND d.id NOT IN (SELECT p.id FROM picked p WHERE p.endpoint_id = v.endpoint_id)
-              AND d.id NOT IN (SELECT h.id FROM held h WHERE h.endpoint_id = v.endpoint_id)
-            ORDER BY d.next_attempt_at
-            LIMIT 1) AS next_at
+           CASE WHEN x.left_at IS NOT NULL THEN x.left_at
+                WHEN x.read < coalesce(x.k, 1) THEN NULL
+                ELSE (SELECT d.next_attempt_at
+                      FROM webhookd.deliveries d
+                      WHERE d.endpoint_id = v.endpoint_id AND d.status = 'pending'
+                        AND d.id NOT IN (SELECT p.id FROM picked p
+                                         WHERE p.endpoint_id = v.endpoint_id)
+                        AND d.id NOT IN (SELECT h.id FROM held h
+                                         WHERE h.endpoint_id = v.endpoint_id)
+                      ORDER BY d.next_attempt_at
+                      LIMIT 1)
+           END AS next_at
     FROM served v
+    CROSS JOIN LATERAL (
+        SELECT min(c.next_attempt_at) FILTER (
+                   WHERE c.id NOT IN (SELECT p.id FROM picked p)
+                     AND c.id NOT IN (SELECT h.id FROM held h)) AS left_at,
+               count(*) AS read, max(c.k) AS k
+        FROM cand c
+        WHERE c.endpoint_id = v.endpoint_id
+    ) x
 ), state AS (
     UPDATE webhookd.endpoint_state s
     SET tokens = CASE WHEN x.rate IS NOT NULL THEN x.tokens_now - x.taken ELSE s.tokens END,

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 import orjson
+import pytest
 
 from daemon import sql
 from tests.integration.conftest import DaemonFactory, Harness, Receiver, claim
@@ -256,3 +257,53 @@ async def test_requeueing_the_dead_letter_releases_its_key_one_delivery_at_a_tim
         await harness.wait_status("delivered", 21, ep_id, timeout_s=30)
     order = [orjson.loads(h.body)["n"] for h in receiver.at("/k")]
     assert order == [1, *range(1, 21)]
+
+
+async def _defer_one(harness: Harness, endpoint_id: str, hours: int) -> None:
+    await harness.conn.execute(
+        "INSERT INTO webhookd.outbox (endpoint_id, event_type, payload, deliver_after)"
+        " VALUES ($1, 'test.event', '{}', now() + make_interval(hours => $2))",
+        endpoint_id,
+        hours,
+    )
+
+
+async def _due_in_hours(harness: Harness, endpoint_id: str) -> float | None:
+    due = await harness.conn.fetchval(
+        "SELECT extract(epoch FROM due_at - now()) / 3600"
+        " FROM webhookd.endpoint_state WHERE endpoint_id = $1",
+        endpoint_id,
+    )
+    return None if due is None else float(due)
+
+
+async def test_after_a_claim_the_endpoint_is_due_when_its_next_pending_delivery_is(
+    harness: Harness,
+) -> None:
+    """The claim reads one row past what it takes to set the endpoint's next due time; when
+    every row it read was taken or held, it looks further: a deliverable row behind held
+    ones must keep the endpoint in the due index."""
+    plain, _ = await harness.endpoint("http://127.0.0.1:9/plain")
+    for _ in range(3):
+        await harness.enqueue(endpoint_id=plain)
+    await _defer_one(harness, plain, 1)
+    assert len(await claim(harness.store, [plain], [3], 10, 30.0, "me")) == 3
+    assert await _due_in_hours(harness, plain) == pytest.approx(1.0, abs=0.01)
+
+    keyed, _ = await harness.endpoint("http://127.0.0.1:9/keyed")
+    await enqueue_keyed(harness, keyed, "k", 1)
+    await harness.conn.execute(
+        "UPDATE webhookd.deliveries SET status = 'failed' WHERE endpoint_id = $1", keyed
+    )
+    await enqueue_keyed(harness, keyed, "k", 3)  # blocked by the dead letter
+    await _defer_one(harness, keyed, 2)  # no key: deliverable in two hours
+    got = await claim(
+        harness.store, [keyed], [1], 10, 30.0, "me", dead_letters_block=True, hold_limit=1
+    )
+    assert got == []
+    held = await harness.conn.fetchval(
+        "SELECT count(*) FROM webhookd.deliveries WHERE endpoint_id = $1 AND status = 'held'",
+        keyed,
+    )
+    assert held == 3  # the three rows read (1 + 1 more + 1 to hold) were all held
+    assert await _due_in_hours(harness, keyed) == pytest.approx(2.0, abs=0.01)
