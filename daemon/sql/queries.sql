@@ -22,10 +22,15 @@ WITH local AS MATERIALIZED (
 ), due AS MATERIALIZED (
     SELECT s.endpoint_id, s.due_at, s.tokens, s.refilled_at,
            e.enabled AND e.deleted_at IS NULL AS live,
-           -- bounded: a row written by SQL must not overflow the arithmetic below
-           least(coalesce(e.rate_per_s, $6::float8), 1e6) AS rate,
-           least(e.burst, 1000000) AS burst,
-           least(e.max_in_flight, 100000) AS max_in_flight, e.timeout_ms, e.version
+           -- bounded: a row written by SQL must not overflow the arithmetic below; and NULL
+           -- (no limit) stays NULL: least() skips NULLs, so least(NULL, 1e6) is 1e6, which
+           -- once made every endpoint rate-limited (claims cut to the free slots)
+           CASE WHEN coalesce(e.rate_per_s, $6::float8) IS NOT NULL
+                THEN least(coalesce(e.rate_per_s, $6::float8), 1e6) END AS rate,
+           CASE WHEN e.burst IS NOT NULL THEN least(e.burst, 1000000) END AS burst,
+           CASE WHEN e.max_in_flight IS NOT NULL THEN least(e.max_in_flight, 100000) END
+               AS max_in_flight,
+           e.timeout_ms, e.version
     FROM webhookd.endpoint_state s
     JOIN webhookd.endpoints e ON e.id = s.endpoint_id
     WHERE s.due_at <= now()

@@ -307,3 +307,23 @@ async def test_after_a_claim_the_endpoint_is_due_when_its_next_pending_delivery_
     )
     assert held == 3  # the three rows read (1 + 1 more + 1 to hold) were all held
     assert await _due_in_hours(harness, keyed) == pytest.approx(2.0, abs=0.01)
+
+
+async def test_an_endpoint_without_limits_is_claimed_beyond_the_free_slots(
+    harness: Harness,
+) -> None:
+    """Free slots bound only rate-limited endpoints (their tokens are spent when claimed). An
+    endpoint with no rate was once treated as limited at 1e6/s, so a daemon with its slots
+    busy claimed nothing at all, and otherwise only as many as were free."""
+    ep, _ = await harness.endpoint("http://127.0.0.1:9/free")
+    await harness.enqueue_many(ep, 30)
+    got = await claim(harness.store, [], [], 20, 30.0, "me", default_quota=20, free_slots=0)
+    assert len(got) == 20
+
+
+async def test_a_rate_without_a_burst_allows_one_seconds_worth_at_once(harness: Harness) -> None:
+    """An endpoint limited to 3/s with no burst of its own and no default: a bucket of 3."""
+    ep, _ = await harness.endpoint("http://127.0.0.1:9/rated", rate_per_s=3.0)
+    await harness.enqueue_many(ep, 30)
+    got = await claim(harness.store, [], [], 20, 30.0, "me", default_quota=20, free_slots=20)
+    assert len(got) == 3
