@@ -41,11 +41,8 @@ WITH local AS MATERIALIZED (
     LIMIT $2::int
     FOR UPDATE OF s SKIP LOCKED
 ), lim AS MATERIALIZED (
-    -- n: what the endpoint is granted; before: what the endpoints ahead of it are granted (the
-    -- walk reads no endpoint whose turn comes after the claim is full)
-    SELECT g.*, coalesce(sum(g.n) OVER (ORDER BY g.ord ROWS BETWEEN UNBOUNDED PRECEDING
-                                                      AND 1 PRECEDING), 0) AS before
-    FROM (
+    -- n: what the endpoint is granted (every endpoint walked is read: one granted n may have
+    -- fewer due, so what comes after cannot be known before reading it)
     SELECT q.*,
            CASE WHEN NOT q.live THEN 0
                 ELSE greatest(0, least(q.want, floor(q.tokens_now + 1e-9), q.slots,
@@ -71,7 +68,6 @@ WITH local AS MATERIALIZED (
                          1e6)::float8 AS burst
         ) b
     ) q
-    ) g
 ), cand AS MATERIALIZED (
     -- the first pending deliveries of each endpoint, in due order: its n, one more (what falls
     -- due next, for its next due_at: the rows just claimed stay in the index as dead entries
@@ -107,7 +103,6 @@ WITH local AS MATERIALIZED (
         ORDER BY d.next_attempt_at
         LIMIT k.k
     ) c
-    WHERE l.before < $1::int
 ), ranked AS (
     SELECT c.*,
            row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.id) AS rank
@@ -139,8 +134,7 @@ WITH local AS MATERIALIZED (
     SELECT l.endpoint_id, l.live, l.rate, l.tokens_now, l.at, l.slots, l.want,
            (SELECT count(*) FROM picked p WHERE p.endpoint_id = l.endpoint_id)::int AS taken
     FROM lim l
-    WHERE l.before < $1::int
-      AND ((SELECT count(*) FROM picked) < $1::int OR l.ord <= (SELECT max(ord) FROM picked))
+    WHERE (SELECT count(*) FROM picked) < $1::int OR l.ord <= (SELECT max(ord) FROM picked)
 ), next_due AS MATERIALIZED (
     -- when each endpoint served falls due next: the earliest pending row the walk read and
     -- neither claimed nor held; none if it read every pending row; else (it read only rows

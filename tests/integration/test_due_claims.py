@@ -327,3 +327,16 @@ async def test_a_rate_without_a_burst_allows_one_seconds_worth_at_once(harness: 
     await harness.enqueue_many(ep, 30)
     got = await claim(harness.store, [], [], 20, 30.0, "me", default_quota=20, free_slots=20)
     assert len(got) == 3
+
+
+async def test_a_claim_over_endpoints_with_one_due_delivery_each_fills_up(
+    harness: Harness,
+) -> None:
+    """Each endpoint may be granted ten and have one: the walk must go on to the next
+    endpoints (cutting it where the grants add up to the limit once made such claims a
+    tenth full, and 10,000 distinct endpoints drain at a tenth of the rate)."""
+    for i in range(30):
+        ep, _ = await harness.endpoint(f"http://127.0.0.1:9/one{i}")
+        await harness.enqueue(endpoint_id=ep)
+    got = await claim(harness.store, [], [], 20, 30.0, "me", default_quota=10)
+    assert len(got) == 20
