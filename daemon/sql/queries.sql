@@ -94,6 +94,8 @@ WITH local AS MATERIALIZED (
                                     AND k.ordering_key IS NOT NULL
                                     AND k.next_attempt_at <= now())
                               THEN $14::int ELSE 0 END AS k
+        OFFSET 0  -- once per endpoint: inlined, its EXISTS was planned a second time, as a
+                  -- scan of every keyed pending row
     ) k
     CROSS JOIN LATERAL (
         SELECT d.id, d.message_id, d.ordering_key, d.next_attempt_at
