@@ -63,25 +63,7 @@ async def timed(conn: asyncpg.Connection, statement: str, args: list[Any], n: in
 
 
 def due_claim_args() -> list[Any]:
-    return sql.queries()["claim"].args(
-        {
-            "limit": 100,
-            "max_endpoints": 100,
-            "default_quota": 10,
-            "local_ids": [],
-            "local_quotas": [],
-            "default_rate_per_s": None,
-            "default_burst": 0,
-            "default_timeout_s": 30.0,
-            "lease_margin_s": 30.0,
-            "dead_letters_block": False,
-            "instance": "bench",
-            "max_payload_bytes": 1 << 20,
-            "free_slots": 10,
-            "hold_limit": 256,
-            "only_endpoint_id": None,
-        }
-    )
+    return common.claim_args()
 
 
 async def scenario(

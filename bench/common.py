@@ -51,7 +51,7 @@ from procs import (
     wait_quiet,
 )
 
-from daemon import __version__
+from daemon import __version__, sql
 from daemon.endpoints import EndpointSpec, add_endpoint
 from daemon.logs import configure_logging
 from daemon.signing import StandardSigner, generate_secret
@@ -322,3 +322,26 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "webhookd": __version__,
     }
+
+
+def claim_args(**overrides: Any) -> list[Any]:
+    """The claim statement's arguments as a daemon with nothing in flight sends them (100 at
+    most, 10 per endpoint), with `overrides` by parameter name."""
+    params: dict[str, Any] = {
+        "limit": 100,
+        "max_endpoints": 100,
+        "default_quota": 10,
+        "local_ids": [],
+        "local_quotas": [],
+        "default_rate_per_s": None,
+        "default_burst": 0,
+        "default_timeout_s": 30.0,
+        "lease_margin_s": 30.0,
+        "dead_letters_block": False,
+        "instance": "bench",
+        "max_payload_bytes": 1 << 20,
+        "free_slots": 10,
+        "hold_limit": 256,
+        "only_endpoint_id": None,
+    }
+    return sql.queries()["claim"].args(params | overrides)

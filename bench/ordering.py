@@ -40,25 +40,7 @@ async def count_held(conn: asyncpg.Connection, endpoint_id: str) -> int:
 async def claim_ms(dsn: str, samples: int) -> float:
     """The claim statement as a daemon sends it, rolled back each time; median ms."""
     query = sql.queries()["claim"]
-    args = query.args(
-        {
-            "limit": 100,
-            "max_endpoints": 100,
-            "default_quota": 10,
-            "local_ids": [],
-            "local_quotas": [],
-            "default_rate_per_s": None,
-            "default_burst": 0,
-            "default_timeout_s": 30.0,
-            "lease_margin_s": 30.0,
-            "dead_letters_block": True,
-            "instance": "bench-probe",
-            "max_payload_bytes": 1 << 20,
-            "free_slots": 10,
-            "hold_limit": 256,
-            "only_endpoint_id": None,
-        }
-    )
+    args = common.claim_args(dead_letters_block=True, instance="bench-probe")
     conn = await asyncpg.connect(dsn)
     times = []
     try:
