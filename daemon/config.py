@@ -821,7 +821,7 @@ def _env_layer(env: Mapping[str, str]) -> _Layer:
         if key not in keys:
             hint = _did_you_mean(key, keys, partial(_env_name, section))
             raise ConfigError(f"{section}.{key}", f"unknown key (from {name})" + hint)
-        if not _is_utf8(value):
+        if not is_utf8(value):
             raise ConfigError(f"{section}.{key}", f"is not valid UTF-8 text (from {name})")
         layer.setdefault(section, {})[key] = (value, f"from {name}")
     return layer
@@ -851,8 +851,8 @@ def _env_name(section: str, key: str) -> str:
     return f"{ENV_PREFIX}{section}_{key}".upper()
 
 
-def _is_utf8(text: str) -> bool:
-    """Bytes that are not UTF-8 reach os.environ as lone surrogates."""
+def is_utf8(text: str) -> bool:
+    """Bytes that are not UTF-8 reach os.environ and sys.argv as lone surrogates."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
-from daemon.config import Config
+from daemon.config import Config, is_utf8
 from daemon.errors import ConfigError
 from daemon.units import (
     MAX_BURST,
@@ -55,17 +55,9 @@ class Parser(argparse.ArgumentParser):
         # database, header or log line can carry; the value is not shown: it may be a secret.
         # (A subcommand's arguments are checked by its own parser, naming the option.)
         subcommand = isinstance(action, argparse._SubParsersAction)
-        if not subcommand and not _is_utf8(arg_string):
+        if not subcommand and not is_utf8(arg_string):
             raise argparse.ArgumentError(action, "is not valid UTF-8 text (value not shown)")
         return super()._get_value(action, arg_string)
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def option(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
