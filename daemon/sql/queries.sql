@@ -213,8 +213,8 @@ WITH local AS MATERIALIZED (
               CASE WHEN octet_length(b.body) <= $12::int THEN convert_to(b.body, 'UTF8')
               END AS payload,
               octet_length(b.body) AS payload_bytes, o.created_at, t.token AS lease_token,
-              (SELECT x.lease_s FROM lease x WHERE x.endpoint_id = d.endpoint_id)::float8
-                  AS lease_s,
+              -- the lease just set, not looked up again: now() is the statement's
+              extract(epoch FROM d.locked_until - now())::float8 AS lease_s,
               (SELECT x.version FROM lease x WHERE x.endpoint_id = d.endpoint_id)
                   AS endpoint_version
 )
