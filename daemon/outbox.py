@@ -20,6 +20,7 @@ from datetime import datetime
 
 import structlog
 
+from daemon import plans
 from daemon.config import Config
 from daemon.errors import DatabaseUnavailable
 from daemon.leases import Leases
@@ -78,6 +79,8 @@ class Claimer:
         self._last_absorb = 0.0
         self._last_rescue = 0.0
         self._next_sweep = 0.0
+        self._growth = plans.TableGrowth()
+        self._next_plan_check = 0.0
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
@@ -309,6 +312,9 @@ class Claimer:
     # -- housekeeping ----------------------------------------------------------------
     async def _housekeeping(self) -> None:
         now = time.monotonic()
+        if now >= self._next_plan_check:
+            self._next_plan_check = now + plans.CHECK_EVERY_S
+            await plans.replan_if_grown(self._store, self._growth)
         await self._refresh_stale()
         if self._wakes_pending or now - self._last_absorb >= self._config().outbox.poll_interval_s:
             await self._absorb(now)

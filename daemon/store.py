@@ -159,6 +159,18 @@ async def _reset(_conn: Any) -> None:
     back a transaction an interrupted caller left open and drops listeners."""
 
 
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection that knows which `Store.replan` its cached plans predate."""
+
+    plan_epoch = 0
+
+    async def replan(self, epoch: int) -> None:
+        # Drops the plans of every prepared statement (asyncpg's included); the statements
+        # stay prepared and are planned again on their next use.
+        await self.execute("DISCARD PLANS")
+        self.plan_epoch = epoch
+
+
 def _bound(name: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
     """A named query's SQL and its arguments in `$N` order; TypeError for a missing or unknown
     parameter name (a programming error, raised before any connection is taken)."""
@@ -172,6 +184,7 @@ class Store:
 
     pool: Any
     dsn: str
+    plan_epoch: int = 0  # bumped by `replan`; each connection catches up when next taken
 
     @classmethod
     async def connect(
@@ -189,6 +202,7 @@ class Store:
                     statement_cache_size=64,
                     reset=_reset,
                     connect=_connect,
+                    connection_class=_Connection,
                 )
         except DatabaseUnavailable as exc:
             raise DatabaseUnavailable(f"cannot connect to {redact_url(dsn)}: {exc}") from exc
@@ -196,6 +210,11 @@ class Store:
             why = f"cannot be used ({type(exc).__name__}; value not shown: it may hold a password)"
             raise ConfigError("database.url", why) from None
         return cls(pool=pool, dsn=dsn)
+
+    def replan(self) -> None:
+        """Have every pooled connection drop its cached plans before its next statement
+        (daemon/plans.py says when and why)."""
+        self.plan_epoch += 1
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -208,6 +227,8 @@ class Store:
             conn = await self.pool.acquire()
         with _translated():
             try:
+                if conn.plan_epoch != self.plan_epoch:
+                    await conn.replan(self.plan_epoch)
                 yield conn
             finally:
                 await self.pool.release(conn)  # resets it: fails if the connection was lost

@@ -292,6 +292,15 @@ SELECT (SELECT s.due_at
         LIMIT 1) AS due_at,
        now() AS db_now;
 
+-- name: table_pages
+-- The size in pages of each of webhookd's tables, as the planner reads it when it plans
+-- (daemon/plans.py: a table that grew is planned for again).
+SELECT c.relname::text AS table_name,
+       (pg_relation_size(c.oid) / current_setting('block_size')::int)::int AS pages
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'webhookd' AND c.relkind = 'r';
+
 -- name: rescue_expired
 -- Return deliveries whose lease ran out (their daemon died, or lost the database for longer
 -- than the lease) to pending, keeping the reason. Their token goes: the old holder's renewal,
