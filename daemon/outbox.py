@@ -184,6 +184,7 @@ class Claimer:
             orphans = self._scheduler.submit(claimed)
             if orphans:
                 self._on_orphans(orphans)
+        self._scheduler.more_due = len(claimed) >= capacity
         if len(claimed) >= capacity:
             # More is due. Claim again at once only when a claim would be worth its round
             # trip (the scheduler's `hunger` test); otherwise a finishing attempt wakes us.

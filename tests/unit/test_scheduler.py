@@ -387,6 +387,27 @@ async def test_a_claim_is_wanted_only_once_half_the_target_is_free(clock: FakeCl
     assert s.wants_claim() and s.hunger.is_set()
 
 
+async def test_an_idle_slot_wants_a_claim_at_once_while_more_is_due(clock: FakeClock) -> None:
+    """Start-up: endpoints that have not answered start one attempt each while others are
+    busy, so a claim of a few of them leaves slots idle that nothing queued can take. Those
+    slots must not wait for half the target to free up (about one receiver latency), but
+    only while the last claim said more is due: otherwise each finished attempt would set
+    off an empty claim."""
+    s = Scheduler(Limits(concurrency=10), clock)
+    for ep in (endpoint("a", max_in_flight=5), endpoint("b"), endpoint("c")):
+        assert s.update_endpoint(ep) == []
+    answered(s, "a")
+    s.submit(deliveries("a", 10) + deliveries("b", 3) + deliveries("c", 3))
+    started = await take_all(s)
+    assert len(started) == 7  # a's cap of 5, then one each for b and c (a slow start)
+    assert s.capacity() == 3  # three slots idle; under half the target (10)
+
+    s.more_due = False
+    assert not s.wants_claim()
+    s.more_due = True
+    assert s.wants_claim()
+
+
 async def test_a_finished_attempt_hands_its_slot_to_the_next_delivery(clock: FakeClock) -> None:
     s = scheduler(clock, endpoint("a", max_in_flight=1), endpoint("b"), concurrency=1)
     s.submit(deliveries("a", 2) + deliveries("b", 1))
