@@ -20,15 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
 
-from daemon import sql
 from daemon.endpoints import COUNT_CAP
 from daemon.replay import DeadLetterFilter, requeue_dead_letters
 from tests.cli_support import Cli, assert_one_line_error, ok
 from tests.conftest import dsn_with_database
 from tests.integration.conftest import Harness
+from tests.plan_support import assert_no_full_scan, explain, rows_read, scans
 
 ENDPOINTS = 150_000  # ep_000001 ... ; every 50th disabled, every 50th (+2) deleted
 MESSAGES = 60_000  # one delivery each, spread over 1,000 endpoints and ten days
@@ -118,43 +117,6 @@ async def large(large_dsn: str) -> Any:
 @pytest.fixture
 def large_cli(large_dsn: str, tmp_path: Path) -> Cli:
     return Cli(large_dsn, tmp_path)
-
-
-# -- what a query costs, from EXPLAIN ANALYZE ---------------------------------------------------
-
-
-async def explain(conn: asyncpg.Connection, name: str, **params: Any) -> dict[str, Any]:
-    """The executed plan of a named query with these parameters (a custom plan, as the CLI's
-    one execution gets)."""
-    query = sql.queries()[name]
-    text = await conn.fetchval(
-        "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON)\n" + query.text, *query.args(params)
-    )
-    plan: dict[str, Any] = orjson.loads(text)[0]["Plan"]
-    return plan
-
-
-def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from nodes(child)
-
-
-def scans(plan: dict[str, Any], relation: str) -> list[dict[str, Any]]:
-    return [n for n in nodes(plan) if n.get("Relation Name") == relation]
-
-
-def rows_read(node: dict[str, Any]) -> float:
-    """Rows a scan produced or threw away, over all its loops."""
-    per_loop = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
-    return float(per_loop * node["Actual Loops"])
-
-
-def assert_no_full_scan(plan: dict[str, Any]) -> None:
-    full = [
-        f"Seq Scan on {n['Relation Name']}" for n in nodes(plan) if n["Node Type"] == "Seq Scan"
-    ]
-    assert full == [], full
 
 
 # -- endpoint list ------------------------------------------------------------------------------
