@@ -48,8 +48,10 @@ _HTTP_CODES: Final = {
 
 # Who may call a route: anyone; any valid token; a token that may write (scope admin); a
 # token that may write and is not limited to one application (applications, event types);
-# the one-time token of a portal link (which may call nothing else).
+# the one-time token of a portal link (which may call nothing else); a token that is not
+# limited to one application, of either scope (what spans applications: the message log).
 PUBLIC, READ, WRITE, ADMIN, PORTAL_LINK = "public", "read", "write", "admin", "portal-link"
+ALL_APPS: Final = "all-apps"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -105,7 +107,7 @@ def guarded(handler: Handler, access: str) -> Handler:
             raise forbidden("a portal link's token is only exchanged for a portal session")
         if access in (WRITE, ADMIN) and not principal.can_write:
             raise forbidden("this token may only read (scope read)")
-        if access == ADMIN and principal.app_id is not None:
+        if access in (ADMIN, ALL_APPS) and principal.app_id is not None:
             raise forbidden("this token is limited to one application")
         if any("\0" in value for value in request.match_info.values()):
             raise not_found("resource")  # no id holds a NUL (PostgreSQL text cannot)
