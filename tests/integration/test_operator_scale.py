@@ -137,11 +137,11 @@ async def test_endpoint_list_page_costs_a_probe_per_endpoint_listed(
     assert endpoint_reads == 2 * (limit + 1)
     # Waiting deliveries and dead letters: one probe per listed endpoint and kind, not a scan.
     probes = scans(plan, "deliveries")
-    assert {n["Index Name"] for n in probes} == {
-        "deliveries_due_idx",
-        "deliveries_held_idx",
-        "deliveries_failed_idx",
-    }
+    # Dead letters are counted from either index of them that leads with the endpoint (the
+    # message log's, migrations/0022_message_log.sql, serves as well as the operator's).
+    failed = {"deliveries_failed_idx", "deliveries_failed_log_idx"}
+    kinds = {"failed" if n["Index Name"] in failed else n["Index Name"] for n in probes}
+    assert kinds == {"deliveries_due_idx", "deliveries_held_idx", "failed"}
     for probe in probes:
         assert probe["Actual Loops"] == limit + 1
         assert "endpoint_id = " in probe["Index Cond"]
