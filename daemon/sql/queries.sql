@@ -1940,6 +1940,33 @@ FROM webhookd.endpoints e
 LEFT JOIN webhookd.endpoint_state s ON s.endpoint_id = e.id
 WHERE e.deleted_at IS NULL AND ($1::text[] IS NULL OR e.id = ANY ($1::text[]));
 
+-- name: console_session_insert
+-- A console login: session $1 (the SHA-256 of its id) acting as API token $2 for $3 seconds;
+-- up to 1,000 expired sessions are deleted on the way (console_sessions_expires_idx), so the
+-- table holds little more than live sessions without a task of its own.
+-- params: id_hash, token_id, ttl_s
+WITH purged AS (
+    DELETE FROM webhookd.console_sessions
+    WHERE id_hash IN (SELECT s.id_hash FROM webhookd.console_sessions s
+                      WHERE s.expires_at <= now()
+                      ORDER BY s.expires_at
+                      LIMIT 1000)
+)
+INSERT INTO webhookd.console_sessions (id_hash, token_id, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+RETURNING token_id, expires_at;
+
+-- name: console_session_get
+-- The live console session whose id hashes to $1: the token it acts as.
+-- params: id_hash
+SELECT token_id, expires_at FROM webhookd.console_sessions
+WHERE id_hash = $1 AND expires_at > now();
+
+-- name: console_session_delete
+-- A logout (or a session whose token no longer authenticates): the row goes.
+-- params: id_hash
+DELETE FROM webhookd.console_sessions WHERE id_hash = $1;
+
 -- name: api_portal_link
 -- A one-time portal link's token for application $3 (its id), living $4 seconds (at most 7
 -- days), of scope $5 (admin, or read); made by a function, as the API's role may not insert
