@@ -661,8 +661,10 @@
     const out = h('div', {});
     const allApps = MODE === 'console' && !S.appId;
     let appSelect = null;
+    const appNames = new Map(); // id -> name, for the log of every application
     if (MODE === 'console') {
       const apps = await get(`/api/v1/app?limit=250`);
+      for (const a of apps.data) appNames.set(a.id, a.name);
       const options = apps.data.map((a) => h('option', { value: a.id, selected: a.id === app || a.uid === app }, a.name === a.uid || !a.uid ? a.name : `${a.name} (${a.uid})`));
       if (app && !apps.data.some((a) => a.id === app || a.uid === app)) options.unshift(h('option', { value: app, selected: true }, app));
       appSelect = h('select', { id: 'f-app' }, allApps ? h('option', { value: '' }, 'All applications') : null, options);
@@ -697,7 +699,7 @@
       const showApp = !current;
       const body = h('tbody', {}, data.data.map((m) => h('tr', { 'data-testid': 'message', 'data-status': m.status },
         h('td', {}, when(m.timestamp)),
-        showApp ? h('td', { class: 'wrap' }, m.appId || '—') : null,
+        showApp ? h('td', { class: 'wrap' }, appNames.get(m.appId) || m.appId || '—') : null,
         h('td', { class: 'wrap' }, (current || m.appId) ? h('a', { href: link(current || m.appId, 'messages', m.id) }, m.id) : m.id),
         h('td', {}, m.eventType),
         h('td', {}, h('span', { class: `status status-${m.status}` }, STATUS_TEXT[m.status] || m.statusText)))));
