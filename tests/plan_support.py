@@ -4,13 +4,42 @@ commands (tests/integration/test_operator_scale.py) and of the message log
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
 import orjson
 
 from daemon import sql
+from tests.conftest import dsn_with_database
+
+
+@contextmanager
+def built_database(
+    server_dsn: str, template: str, prefix: str, statements: Sequence[str]
+) -> Iterator[str]:
+    """A migrated database (a clone of the template) filled by `statements`, for a module's
+    plan tests to read, dropped afterwards: its DSN."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    dsn = dsn_with_database(server_dsn, name)
+
+    async def run(target: str, todo: Sequence[str]) -> None:
+        conn = await asyncpg.connect(target)
+        try:
+            for statement in todo:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(server_dsn, [f'CREATE DATABASE "{name}" TEMPLATE "{template}"']))
+    try:
+        asyncio.run(run(dsn, statements))
+        yield dsn
+    finally:
+        asyncio.run(run(server_dsn, [f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)']))
 
 
 async def explain(conn: asyncpg.Connection, name: str, **params: Any) -> dict[str, Any]:

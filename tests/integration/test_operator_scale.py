@@ -13,7 +13,6 @@ and only what the operator queries read is there.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,9 +24,14 @@ import pytest
 from daemon.endpoints import COUNT_CAP
 from daemon.replay import DeadLetterFilter, requeue_dead_letters
 from tests.cli_support import Cli, assert_one_line_error, ok
-from tests.conftest import dsn_with_database
 from tests.integration.conftest import Harness
-from tests.plan_support import assert_no_full_scan, explain, rows_read, scans
+from tests.plan_support import (
+    assert_no_full_scan,
+    built_database,
+    explain,
+    rows_read,
+    scans,
+)
 
 ENDPOINTS = 150_000  # ep_000001 ... ; every 50th disabled, every 50th (+2) deleted
 MESSAGES = 60_000  # one delivery each, spread over 1,000 endpoints and ten days
@@ -86,23 +90,8 @@ BUILD = [
 def large_dsn(pg_server_dsn: str, template_db: str) -> Iterator[str]:
     """A migrated database with ENDPOINTS endpoints and MESSAGES deliveries and attempts, built
     once for the module (about 3 s) and only read by its tests."""
-    name = f"webhookd_scale_{secrets.token_hex(6)}"
-    dsn = dsn_with_database(pg_server_dsn, name)
-
-    async def run(target: str, statements: list[str]) -> None:
-        conn = await asyncpg.connect(target)
-        try:
-            for statement in statements:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(pg_server_dsn, [f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"']))
-    try:
-        asyncio.run(run(dsn, BUILD))
+    with built_database(pg_server_dsn, template_db, "webhookd_scale", BUILD) as dsn:
         yield dsn
-    finally:
-        asyncio.run(run(pg_server_dsn, [f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)']))
 
 
 @pytest.fixture

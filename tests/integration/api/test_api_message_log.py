@@ -9,28 +9,17 @@ daemon deliver and dead-letter messages."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from aiohttp import web
 from svix.api import MessageListOptions, SvixAsync, SvixOptions
 
 from daemon.api import pages
 from tests.api_support import ApiUnderTest, make_app, make_endpoint
 from tests.integration.conftest import DaemonFactory, Receiver, wait_until
-
-
-@pytest_asyncio.fixture
-async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(db_dsn)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def _send(api: ApiUnderTest, app: str, event_type: str, msg_id: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 of its queries: filtering by status or endpoint reads at most pages.MAX_SCAN messages (each
 one's deliveries by index), however few match and however many the tenant has; failed
 messages are read from failed deliveries only, never another tenant's; nothing is a pass over
-a table. Figures, by hand, at a larger scale: docs/api.md, "Message log".
+a table. docs/api.md ("Message log") quotes these figures.
 
 The database is built once for the module with INSERT ... SELECT generate_series, triggers off
 (`session_replication_role = replica`): rows written consistently by hand, as the fan-out
@@ -11,8 +11,6 @@ trigger would (a delivery's created_at is its message's).
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -21,8 +19,7 @@ import pytest
 import pytest_asyncio
 
 from daemon.api.pages import MAX_SCAN
-from tests.conftest import dsn_with_database
-from tests.plan_support import assert_no_full_scan, explain, rows_read, scans
+from tests.plan_support import assert_no_full_scan, built_database, explain, rows_read, scans
 
 MESSAGES = 40_000  # of tenant "big": two deliveries each, almost all delivered
 NOISY = 20_000  # of tenant "noisy": every one failed, interleaved with big's
@@ -71,29 +68,14 @@ BUILD = [
 
 
 @pytest.fixture(scope="module")
-def large_dsn(pg_server_dsn: str, template_db: str) -> Iterator[str]:
-    name = f"webhookd_log_{secrets.token_hex(6)}"
-    dsn = dsn_with_database(pg_server_dsn, name)
-
-    async def run(target: str, statements: list[str]) -> None:
-        conn = await asyncpg.connect(target)
-        try:
-            for statement in statements:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(pg_server_dsn, [f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"']))
-    try:
-        asyncio.run(run(dsn, BUILD))
+def log_dsn(pg_server_dsn: str, template_db: str) -> Iterator[str]:
+    with built_database(pg_server_dsn, template_db, "webhookd_log", BUILD) as dsn:
         yield dsn
-    finally:
-        asyncio.run(run(pg_server_dsn, [f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)']))
 
 
 @pytest_asyncio.fixture
-async def large(large_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(large_dsn)
+async def log_db(log_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(log_dsn)
     try:
         yield conn
     finally:
@@ -124,9 +106,9 @@ def _matched(plan: dict[str, Any]) -> int:
 @pytest.mark.parametrize("tenant", ["big", None])
 @pytest.mark.parametrize("status", [0, 1, 3])
 async def test_a_status_page_reads_at_most_the_scan_bound_of_messages(
-    large: asyncpg.Connection, tenant: str | None, status: int
+    log_db: asyncpg.Connection, tenant: str | None, status: int
 ) -> None:
-    plan = await explain(large, "api_message_list", **_log(tenant, status=status))
+    plan = await explain(log_db, "api_message_list", **_log(tenant, status=status))
     assert_no_full_scan(plan, BIG_TABLES)
     outbox = sum(rows_read(n) for n in scans(plan, "outbox") if n["Actual Loops"] == 1)
     assert outbox <= MAX_SCAN * 2  # a walk per branch of the union, each bounded
@@ -139,21 +121,21 @@ async def test_a_status_page_reads_at_most_the_scan_bound_of_messages(
 
 
 async def test_a_rare_status_is_a_short_page_not_a_pass_over_the_tenant(
-    large: asyncpg.Connection,
+    log_db: asyncpg.Connection,
 ) -> None:
     """Three pending messages, the oldest of 40,000: the first page finds none of them and
     says where the next goes on from (the one row not matched)."""
-    plan = await explain(large, "api_message_list", **_log("big", status=1))
+    plan = await explain(log_db, "api_message_list", **_log("big", status=1))
     assert _matched(plan) == 1  # the boundary only
-    rows = await large.fetch(
+    rows = await log_db.fetch(
         "SELECT matched FROM (" + _sql("api_message_list").rstrip().rstrip(";") + ") p",
         *_args("api_message_list", _log("big", status=1)),
     )
     assert [r["matched"] for r in rows] == [False]
 
 
-async def test_an_unfiltered_page_reads_only_what_it_shows(large: asyncpg.Connection) -> None:
-    plan = await explain(large, "api_message_list", **_log("big"))
+async def test_an_unfiltered_page_reads_only_what_it_shows(log_db: asyncpg.Connection) -> None:
+    plan = await explain(log_db, "api_message_list", **_log("big"))
     assert_no_full_scan(plan, BIG_TABLES)
     outbox = sum(rows_read(n) for n in scans(plan, "outbox") if n["Actual Loops"] == 1)
     assert outbox <= 2 * (LIMIT + 1)
@@ -175,9 +157,9 @@ def _failed(tenant: str | None, endpoint_ids: list[str] | None) -> dict[str, Any
 
 
 async def test_failed_messages_are_read_from_the_tenant_s_failed_deliveries_only(
-    large: asyncpg.Connection,
+    log_db: asyncpg.Connection,
 ) -> None:
-    plan = await explain(large, "api_message_list_failed", **_failed("big", BIG_ENDPOINTS))
+    plan = await explain(log_db, "api_message_list_failed", **_failed("big", BIG_ENDPOINTS))
     assert_no_full_scan(plan, BIG_TABLES)
     assert _matched(plan) == MESSAGES // 5000  # all eight, among 20,000 failed of another
     walks = [n for n in scans(plan, "deliveries") if n["Actual Loops"] > 0]
@@ -186,9 +168,9 @@ async def test_failed_messages_are_read_from_the_tenant_s_failed_deliveries_only
 
 
 async def test_every_application_s_failed_messages_are_a_bounded_walk(
-    large: asyncpg.Connection,
+    log_db: asyncpg.Connection,
 ) -> None:
-    plan = await explain(large, "api_message_list_failed", **_failed(None, None))
+    plan = await explain(log_db, "api_message_list_failed", **_failed(None, None))
     assert_no_full_scan(plan, BIG_TABLES)
     assert _matched(plan) == LIMIT + 2  # a full page, and where the next goes on from
     walks = [n for n in scans(plan, "deliveries") if n["Actual Loops"] > 0]

@@ -5,24 +5,13 @@ set with an UPDATE, as the daemon's outcome writes leave them (docs/api.md has t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest_asyncio
 from playwright.async_api import expect
 
 from tests.api_support import ApiUnderTest, make_app, make_endpoint
 from tests.browser_support import accessibility_violations, screenshot
-
-
-@pytest_asyncio.fixture
-async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(db_dsn)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def _message(
