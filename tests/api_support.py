@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 import pytest_asyncio
 from multidict import CIMultiDict
@@ -125,6 +126,16 @@ async def running_api(
 async def api(db_dsn: str) -> AsyncIterator[ApiUnderTest]:
     async with running_api(db_dsn) as under_test:
         yield under_test
+
+
+@pytest_asyncio.fixture
+async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test's database, for what a test sets or reads by hand."""
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 @dataclass

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from daemon.api import tokens
 from daemon.api.errors import ApiError, unauthorized
@@ -22,11 +22,12 @@ from daemon.ratelimit import TokenBucket
 from daemon.units import Rate
 
 if TYPE_CHECKING:
-    from daemon.store import Store
+    from daemon.store import Record, Store
 
 _MAX_TRACKED: Final = 10_000  # client addresses or cached tokens kept before pruning
 _DUMMY_HASH: Final = tokens.digest("not a token")
 FAILURE_REASONS: Final = ("missing", "unknown", "revoked", "expired", "rate_limited")
+_K = TypeVar("_K", bytes, str)  # a cache's key: a token's digest, or a token's id
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +62,38 @@ class Authenticator:
         self._failures = failures
         self._on_failure = on_failure
         self._clock = clock
-        self._cache: dict[bytes, tuple[Principal, float]] = {}
+        self._cache: dict[bytes, tuple[Principal, float]] = {}  # by the token's digest
+        self._by_id: dict[str, tuple[Principal, float]] = {}  # console sessions' tokens
         self._buckets: dict[str, TokenBucket] = {}
 
     async def authenticate(self, authorization: str | None, client: str) -> Principal:
+        self._limit(client)
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise self._failed(client, "missing", "missing Authorization: Bearer <token> header")
+        principal = await self._check(token.strip())
+        if isinstance(principal, str):
+            raise self._failed(client, principal, "invalid, revoked or expired token")
+        return principal
+
+    async def authenticate_id(self, token_id: str, client: str) -> Principal:
+        """The principal of a console session, which knows its token by id only: checked as
+        the token would be (revoked or expired: 401), cached as long."""
+        self._limit(client)
+        cached = self._by_id.get(token_id)
+        now = self._clock()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        row = await self._store.fetchrow("api_token_get", token_id=token_id)
+        principal = "unknown" if row is None else self._principal(row, self._by_id, token_id)
+        if isinstance(principal, str):
+            raise self._failed(
+                client, principal, "this console session's token was revoked or expired"
+            )
+        return principal
+
+    def _limit(self, client: str) -> None:
+        """429, without a lookup, for an address past its failures."""
         bucket = self._buckets.get(client)
         if bucket is not None and bucket.available() < 1:
             self._on_failure("rate_limited")
@@ -75,13 +104,6 @@ class Authenticator:
                 "too many failed authentications from this address",
                 {"Retry-After": retry_after},
             )
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise self._failed(client, "missing", "missing Authorization: Bearer <token> header")
-        principal = await self._check(token.strip())
-        if isinstance(principal, str):
-            raise self._failed(client, principal, "invalid, revoked or expired token")
-        return principal
 
     async def _check(self, token: str) -> Principal | str:
         """The principal, or why not (a failure reason)."""
@@ -95,6 +117,13 @@ class Authenticator:
         stored = _DUMMY_HASH if row is None else bytes(row["token_hash"])
         if not hmac.compare_digest(stored, key) or row is None:
             return "unknown"
+        return self._principal(row, self._cache, key)
+
+    def _principal(
+        self, row: Record, cache: dict[_K, tuple[Principal, float]], key: _K
+    ) -> Principal | str:
+        """The principal of a token's row, trusted in `cache` for cache_s (at most until the
+        token expires); or why not."""
         if row["revoked_at"] is not None:
             return "revoked"
         expires_at: datetime | None = row["expires_at"]
@@ -106,9 +135,9 @@ class Authenticator:
         if expires_at is not None:
             trust_s = min(trust_s, (expires_at - wall).total_seconds())
         if trust_s > 0:
-            if len(self._cache) >= _MAX_TRACKED:
-                self._cache.clear()
-            self._cache[key] = (principal, now + trust_s)
+            if len(cache) >= _MAX_TRACKED:
+                cache.clear()
+            cache[key] = (principal, self._clock() + trust_s)
         return principal
 
     def _failed(self, client: str, reason: str, detail: str) -> ApiError:

@@ -12,7 +12,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import wraps
 from typing import TYPE_CHECKING, Any, Final
 
@@ -48,8 +48,10 @@ _HTTP_CODES: Final = {
 
 # Who may call a route: anyone; any valid token; a token that may write (scope admin); a
 # token that may write and is not limited to one application (applications, event types);
-# the one-time token of a portal link (which may call nothing else).
+# the one-time token of a portal link (which may call nothing else); a token that is not
+# limited to one application, of either scope (what spans applications: the message log).
 PUBLIC, READ, WRITE, ADMIN, PORTAL_LINK = "public", "read", "write", "admin", "portal-link"
+ALL_APPS: Final = "all-apps"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -64,7 +66,7 @@ class Api:
     metrics: ApiMetrics
     writer: MessageWriter
     lookups: LookupCache
-    sessions: Sessions = field(default_factory=Sessions)
+    sessions: Sessions
 
 
 API: Final = web.AppKey("api", Api)
@@ -97,15 +99,12 @@ def guarded(handler: Handler, access: str) -> Handler:
 
     @wraps(handler)
     async def checked(request: web.Request) -> web.StreamResponse:
-        api = api_of(request)
-        principal = await api.auth.authenticate(
-            _authorization(request, api), client_address(request, api.config)
-        )
+        principal = await _principal(request, api_of(request))
         if principal.kind == "portal-link" and access != PORTAL_LINK:
             raise forbidden("a portal link's token is only exchanged for a portal session")
         if access in (WRITE, ADMIN) and not principal.can_write:
             raise forbidden("this token may only read (scope read)")
-        if access == ADMIN and principal.app_id is not None:
+        if access in (ADMIN, ALL_APPS) and principal.app_id is not None:
             raise forbidden("this token is limited to one application")
         if any("\0" in value for value in request.match_info.values()):
             raise not_found("resource")  # no id holds a NUL (PostgreSQL text cannot)
@@ -115,21 +114,23 @@ def guarded(handler: Handler, access: str) -> Handler:
     return checked
 
 
-def _authorization(request: web.Request, api: Api) -> str | None:
-    """The Authorization header; without one, the console session's token. A session rides
-    on a cookie the browser sends by itself, so its writes need the session's CSRF token in
-    X-CSRF-Token too (a header a page of another origin cannot set)."""
+async def _principal(request: web.Request, api: Api) -> Principal:
+    """Who the Authorization header is; without one, the console session's token (by id). A
+    session rides on a cookie the browser sends by itself, so its writes need the session's
+    CSRF token in X-CSRF-Token too (a header a page of another origin cannot set)."""
+    client = client_address(request, api.config)
     header = request.headers.get("Authorization")
-    if header is not None:
-        return header
-    session = api.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    if header is not None or not cookie:
+        return await api.auth.authenticate(header, client)
+    session = await api.sessions.get(cookie)
     if session is None:
-        return None
+        return await api.auth.authenticate(None, client)  # 401, counted as a failure
     if request.method not in SAFE_METHODS and not session.csrf_ok(
         request.headers.get("X-CSRF-Token", "")
     ):
         raise forbidden("this console request lacks its CSRF token (X-CSRF-Token)")
-    return f"Bearer {session.token}"
+    return await api.auth.authenticate_id(session.token_id, client)
 
 
 def client_address(request: web.Request, config: Config) -> str:

@@ -1,5 +1,5 @@
 """/api/v1/app/{app_id}/msg: create (an outbox insert, as an application does: the fan-out
-trigger makes the deliveries), list and get.
+trigger makes the deliveries) and get; the list is the message log (message_log.py).
 
 The message id is what receivers get as `webhook-id`, so it is what makes a message unique:
 `eventId` is used as the msg_id itself; without one, an `idempotency-key` header is mapped to
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 from aiohttp import web
 
-from daemon.api import pages, schemas, views
+from daemon.api import schemas, views
 from daemon.api.apps import insert_app
 from daemon.api.errors import ApiError, conflict, invalid, not_found
 from daemon.api.http import READ, WRITE, api_of, json_response, principal_of
@@ -168,35 +168,6 @@ async def _create_with_message(request: web.Request, tx: Tx, application: Any) -
     return await insert_app(tx, uid, name, {} if metadata is MISSING else metadata)
 
 
-async def list_messages(request: web.Request) -> web.Response:
-    app = await app_of(request)
-    query = Query(request)
-    for unsupported in ("channel", "tag"):
-        if query.string(unsupported) is not None:
-            raise query.fail(unsupported, f"filtering by {unsupported} is not supported")
-    limit = pages.limit_of(request)
-    suffix, position = pages.time_position(request)
-    with_content = query.boolean("with_content", True)
-    rows = await api_of(request).store.fetch(
-        "api_message_list" + suffix,
-        tenant_id=app["tenant_id"],
-        **position,
-        event_types=query.strings("event_types", EVENT_TYPE),
-        after=query.when("after"),
-        before=query.when("before"),
-        limit=limit + 1,
-    )
-    return json_response(
-        pages.page(
-            rows,
-            limit,
-            lambda r: pages.encode_time(r["created_at"], r["id"]),
-            lambda r: views.message_out(r, with_content=with_content),
-            bool(suffix),
-        )
-    )
-
-
 async def message_of(request: web.Request, app: Record) -> Record:
     row = await api_of(request).store.fetchrow(
         "api_message_find", tenant_id=app["tenant_id"], msg_id=request.match_info["msg_id"]
@@ -218,7 +189,6 @@ def routes() -> list[Route]:
 
     base = "/api/v1/app/{app_id}/msg"
     return [
-        Route("GET", base, list_messages, READ),
         Route("POST", base, create_message, WRITE),
         Route("GET", base + "/{msg_id}", get_message, READ),
     ]

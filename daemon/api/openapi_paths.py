@@ -66,6 +66,16 @@ EVENT_TYPES: Final = query(
     {"type": "string", "pattern": "^[a-zA-Z0-9\\-_.,]*$"},
     "Only these event types (comma-separated, or the key repeated)",
 )
+MESSAGE_STATUS: Final = query(
+    "status",
+    {"type": "string", "enum": ["0", "1", "2", "3", "4"]},
+    "webhookd's own: only messages of this status (0 success, 1 pending, 2 fail, 3 sending,"
+    " 4 canceled: none), worst of their deliveries first (docs/api.md)",
+)
+ENDPOINT_FILTER: Final = (
+    "webhookd's own: only messages with a delivery to this endpoint (id or uid); their status"
+    " is that delivery's"
+)
 IDEMPOTENCY_KEY: Final = {
     "name": "idempotency-key",
     "in": "header",
@@ -247,11 +257,20 @@ def _messages() -> dict[str, Any]:
     app_msg = [APP_ID, MSG_ID]
     status = query("status", {"type": "string", "enum": ["0", "1", "2", "3", "4"]},
                    "0: succeeded, 2: failed")  # fmt: skip
+    log_filters = [LIMIT, ITERATOR, BEFORE, AFTER, WITH_CONTENT, EVENT_TYPES, MESSAGE_STATUS]
     return {
+        "/api/v1/webhookd/msg": {
+            "get": op("webhookd.message.list-all",
+                      "The message log of every application (webhookd; tokens not limited to "
+                      "one application)", tag, {"200": "ListResponse_MessageOut_"},
+                      [*log_filters, query("endpoint_id", ID_SCHEMA,
+                                           "webhookd's own: only messages with a delivery to "
+                                           "this endpoint (its id); their status is its")]),
+        },
         "/api/v1/app/{app_id}/msg": {
             "get": op("v1.message.list", "List messages, newest first", tag,
                       {"200": "ListResponse_MessageOut_"},
-                      [APP_ID, LIMIT, ITERATOR, BEFORE, AFTER, WITH_CONTENT, EVENT_TYPES]),
+                      [APP_ID, *log_filters, query("endpoint_id", ID_SCHEMA, ENDPOINT_FILTER)]),
             "post": op("v1.message.create", "Create a message (an outbox insert)", tag,
                        {"202": "MessageOut"}, [APP_ID, IDEMPOTENCY_KEY, WITH_CONTENT],
                        "MessageIn"),

@@ -260,6 +260,10 @@ _MESSAGES: Final[dict[str, Any]] = {
             "tags": {"type": "null"},
             "timestamp": TIMESTAMP,
             "deliverAt": NULLABLE_TIMESTAMP,
+            # webhookd's own, in the message log (lists)
+            "status": {"type": "integer", "enum": [0, 1, 2, 3]},
+            "statusText": {"type": "string", "enum": ["success", "pending", "fail", "sending"]},
+            "appId": NULLABLE_STRING,
         },
     ),
     "ListResponse_MessageOut_": list_of("MessageOut"),

@@ -25,6 +25,10 @@ from daemon.api.errors import invalid
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 250
 MAX_SEARCH: Final = 200
+# Rows a filtered page may look at (the message log's status and endpoint filters): a page
+# costs this much at most however few rows match; fewer matches give a short page that is not
+# `done`, whose iterator goes on from the last row looked at.
+MAX_SCAN: Final = 2000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TIME: Final = re.compile(r"t(-?\d{1,19})_([A-Za-z0-9_.-]{1,256})")
 _SEQ: Final = re.compile(r"s(\d{1,19})")
@@ -154,4 +158,41 @@ def page(
         "iterator": cursor(shown[-1]) if shown else None,
         "prevIterator": "-" + cursor(shown[0]) if shown else None,
         "done": len(rows) <= limit,
+    }
+
+
+def scanned_page(
+    rows: Sequence[Any],
+    limit: int,
+    cursor: Callable[[Any], str],
+    view: Callable[[Any], dict[str, Any]],
+    back: bool,
+    start: TimeKey | None,
+) -> dict[str, Any]:
+    """A page from a query that looks at a bounded number of rows: `rows` are those that
+    matched (`matched`, up to limit + 1, in the order read) and, when the query stopped at its
+    bound, the last row it looked at (not matched): the next page goes on from there, so a
+    page that matched few is short but not `done`. `start`, the request's cursor, is the way
+    back from a page that shows nothing."""
+    matched = [r for r in rows if r["matched"]]
+    boundary = next((r for r in rows if not r["matched"]), None)
+    read = matched[:limit]
+    if len(matched) > limit or boundary is None:
+        onward = cursor(read[-1]) if read else None  # the reading direction's next page
+    else:
+        onward = cursor(boundary)
+    if read:
+        homeward: str | None = cursor(read[0])
+    else:
+        homeward = None if start is None else encode_time(start.at, start.id)
+    if back:  # read oldest first: onward is newer
+        read.reverse()
+        older, newer = (homeward if read else None), onward
+    else:
+        older, newer = onward, homeward
+    return {
+        "data": [view(r) for r in read],
+        "iterator": older,
+        "prevIterator": None if newer is None else "-" + newer,
+        "done": len(matched) <= limit and boundary is None,
     }

@@ -89,7 +89,7 @@ class ApiServer:
         )
         writer = MessageWriter(store)
         lookups = LookupCache()
-        sessions = Sessions(self.config.console.session_ttl_s)
+        sessions = Sessions(store, self.config.console.session_ttl_s)
         self.api = api = Api(
             store, self.config, self.box, auth, self.metrics, writer, lookups, sessions
         )

@@ -91,6 +91,20 @@ def message_out(rec: Record, *, with_content: bool = True) -> dict[str, Any]:
     }
 
 
+def logged_message_out(
+    rec: Record, *, with_content: bool = True, with_app: bool = False
+) -> dict[str, Any]:
+    """A message of the message log: MessageOut and its status (as Svix's EndpointMessageOut
+    has them; the svix SDK ignores fields its model lacks), and, in the log of every
+    application, its application's id (None: a tenant with no application row)."""
+    out = message_out(rec, with_content=with_content)
+    out["status"] = rec["status"]
+    out["statusText"] = STATUS_TEXT[rec["status"]]
+    if with_app:
+        out["appId"] = rec["app_id"]
+    return out
+
+
 def attempt_out(rec: Record) -> dict[str, Any]:
     ok = rec["status_code"] is not None and 200 <= rec["status_code"] < 300
     status = 0 if ok else 2

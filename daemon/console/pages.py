@@ -3,7 +3,8 @@
 Pages carry a Content-Security-Policy with no inline script or style (every script is a
 file of static/), `frame-ancestors 'none'` for the console and `console.frame_ancestors` for
 the portal, and are never cached. A login posts the API token once; the browser then holds
-only a session cookie (Secure, HttpOnly, SameSite=Strict) and the session's CSRF token.
+only a session cookie (Secure, HttpOnly, SameSite=Strict) and the session's CSRF token, and the
+database only the session id's hash and the token's id (sessions.py).
 """
 
 from __future__ import annotations
@@ -106,12 +107,12 @@ async def login(request: web.Request) -> web.Response:
     )
     if principal.kind != "api":
         raise unauthorized("the console takes an API token (webhookd api-token create)")
-    ident, session = api.sessions.create(token.strip())
+    session = await api.sessions.create(principal.token_id)
     log.info("console.login", token_id=principal.token_id, scope=principal.scope)
     response = json_response(_session_out(session.csrf, principal.scope, principal.app_id))
     response.set_cookie(
         SESSION_COOKIE,
-        ident,
+        session.ident,
         max_age=int(api.config.console.session_ttl_s),
         path="/",
         secure=True,
@@ -128,15 +129,15 @@ def _session_out(csrf: str, scope: str, app_id: str | None) -> dict[str, object]
 async def session_info(request: web.Request) -> web.Response:
     """Whether this browser is logged in: its CSRF token and what its token may do."""
     api = api_of(request)
-    session = api.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
+    session = await api.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
     if session is None:
         raise unauthorized("not logged in")
     try:
-        principal = await api.auth.authenticate(
-            f"Bearer {session.token}", client_address(request, api.config)
+        principal = await api.auth.authenticate_id(
+            session.token_id, client_address(request, api.config)
         )
     except ApiError:
-        api.sessions.end(request.cookies.get(SESSION_COOKIE, ""))
+        await api.sessions.end(session.ident)
         raise
     return json_response(_session_out(session.csrf, principal.scope, principal.app_id))
 
@@ -144,14 +145,13 @@ async def session_info(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     api = api_of(request)
     _same_origin(request)
-    ident = request.cookies.get(SESSION_COOKIE, "")
-    session = api.sessions.get(ident)
+    session = await api.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
     if session is not None:
         if request.method not in SAFE_METHODS and not session.csrf_ok(
             request.headers.get("X-CSRF-Token", "")
         ):
             raise forbidden("this console request lacks its CSRF token (X-CSRF-Token)")
-        api.sessions.end(ident)
+        await api.sessions.end(session.ident)
         log.info("console.logout")
     response = no_content()
     response.del_cookie(SESSION_COOKIE, path="/")

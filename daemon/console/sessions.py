@@ -1,67 +1,85 @@
-"""Console logins: a random session id in a Secure, HttpOnly, SameSite=Strict cookie, mapped
-in this process's memory to the API token the operator typed and a CSRF token.
+"""Console logins: a random session id in a Secure, HttpOnly, SameSite=Strict cookie, kept in
+PostgreSQL (webhookd.console_sessions, migrations/0023_console_sessions.sql) with the id of the
+API token the operator typed.
 
-The API token never goes back to the browser, and every request of the session is checked
-as the token's own would be (a revoked token ends its sessions within `api.token_cache`).
-Sessions live in memory: restarting `webhookd api` logs everyone out, and with several API
-processes behind one address the proxy must keep each client on one of them.
+Kept in the database, sessions survive a restart of `webhookd api`, and any of several API
+processes on the same database accepts the cookie (a logout on one ends it on all). Nothing in
+a row logs anyone in: the table holds the SHA-256 of the session id, never the id, and the
+token's id, never the token (API tokens are stored hashed: the session acts as the token's
+id, checked on every request as the token itself would be, so a revoked or expired token ends
+its sessions within `api.token_cache`). The CSRF token is an HMAC of a fixed label keyed by the
+session id: the browser is given it at login, and it is never stored.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import secrets
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from daemon.store import Store
 
 SESSION_COOKIE: Final = "webhookd_console"
-_MAX_SESSIONS: Final = 10_000
+_CSRF_LABEL: Final = b"webhookd console csrf v1"
+_MAX_ID_CHARS: Final = 64  # a session id is 43 characters; a longer cookie is no session
+
+
+def id_hash(ident: str) -> bytes:
+    """What the table keeps of a session id (256 random bits: a fast hash is enough)."""
+    return hashlib.sha256(ident.encode()).digest()
+
+
+def csrf_for(ident: str) -> str:
+    """The session's CSRF token: derived from its id, so only the cookie's holder has it."""
+    mac = hmac.new(ident.encode(), _CSRF_LABEL, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """One login: the token it acts with and the CSRF token its writes must carry."""
+    """One login: the API token (by id) it acts as, and the CSRF token its writes carry."""
 
-    token: str
-    csrf: str
-    expires_at: float  # on the sessions' clock
+    ident: str  # the cookie's value: never stored
+    token_id: str
+    expires_at: datetime
+
+    @property
+    def csrf(self) -> str:
+        return csrf_for(self.ident)
 
     def csrf_ok(self, given: str) -> bool:
         return hmac.compare_digest(self.csrf.encode(), given.encode())
 
 
 class Sessions:
-    """Session id -> Session, forgotten when expired or logged out."""
+    """Console sessions in webhookd.console_sessions, living `ttl_s` each."""
 
-    def __init__(self, ttl_s: float = 12 * 3600.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, store: Store, ttl_s: float = 12 * 3600.0) -> None:
+        self._store = store
         self._ttl_s = ttl_s
-        self._clock = clock
-        self._by_id: dict[str, Session] = {}
 
-    def create(self, token: str) -> tuple[str, Session]:
-        if len(self._by_id) >= _MAX_SESSIONS:
-            self._prune()
+    async def create(self, token_id: str) -> Session:
+        """A new session acting as API token `token_id` (a login also deletes some expired
+        sessions: see the console_session_insert query)."""
         ident = secrets.token_urlsafe(32)
-        session = Session(token, secrets.token_urlsafe(32), self._clock() + self._ttl_s)
-        self._by_id[ident] = session
-        return ident, session
+        row = await self._store.fetchrow(
+            "console_session_insert", id_hash=id_hash(ident), token_id=token_id, ttl_s=self._ttl_s
+        )
+        assert row is not None  # an INSERT ... RETURNING of one row
+        return Session(ident, row["token_id"], row["expires_at"])
 
-    def get(self, ident: str) -> Session | None:
-        session = self._by_id.get(ident) if ident else None
-        if session is not None and session.expires_at <= self._clock():
-            del self._by_id[ident]
+    async def get(self, ident: str) -> Session | None:
+        """The live session of this cookie value, or None (no such session, expired, ended)."""
+        if not ident or len(ident) > _MAX_ID_CHARS:
             return None
-        return session
+        row = await self._store.fetchrow("console_session_get", id_hash=id_hash(ident))
+        return None if row is None else Session(ident, row["token_id"], row["expires_at"])
 
-    def end(self, ident: str) -> None:
-        self._by_id.pop(ident, None)
-
-    def _prune(self) -> None:
-        now = self._clock()
-        for ident in [i for i, s in self._by_id.items() if s.expires_at <= now]:
-            del self._by_id[ident]
-        if len(self._by_id) >= _MAX_SESSIONS:  # all live: the oldest half goes
-            for ident in list(self._by_id)[: _MAX_SESSIONS // 2]:
-                del self._by_id[ident]
+    async def end(self, ident: str) -> None:
+        if ident and len(ident) <= _MAX_ID_CHARS:
+            await self._store.execute("console_session_delete", id_hash=id_hash(ident))

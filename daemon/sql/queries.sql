@@ -1304,6 +1304,12 @@ DELETE FROM webhookd.api_apps WHERE id = $1 RETURNING id;
 -- params: tenant_id
 SELECT id FROM webhookd.endpoints WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY id;
 
+-- name: api_endpoint_ids_all
+-- Every endpoint of a tenant, deleted ones too (endpoints_tenant_all_idx): whose failed
+-- deliveries the message log walks.
+-- params: tenant_id
+SELECT id FROM webhookd.endpoints WHERE tenant_id = $1 ORDER BY id;
+
 -- name: api_endpoint_list
 -- A page of a tenant's live endpoints in (created_at, id) order after ($2, $3) ($4:
 -- descending, before it); $5 is the page size plus one. $6 (the console's search): only
@@ -1440,35 +1446,263 @@ ORDER BY (o.endpoint_id IS NULL) DESC, o.id DESC
 LIMIT 1;
 
 -- name: api_message_list
--- A page of tenant $1's messages, newest first, before the cursor ($2, $3), of event types
--- $4 (NULL: any), created in ($5, $6) (NULL: unbounded); $7 is the page size plus one. Each
--- branch walks an index (api_outbox_tenant_idx, api_outbox_endpoint_idx) from the cursor.
--- params: tenant_id, before_at, before_id, event_types, after, before, limit
-SELECT * FROM (
-    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
-            o.created_at
-     FROM webhookd.outbox o
-     WHERE o.endpoint_id IS NULL AND coalesce(o.tenant_id, 'default') = $1
-       AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3::bigint))
-       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
-       AND ($5::timestamptz IS NULL OR o.created_at > $5)
-       AND ($6::timestamptz IS NULL OR o.created_at < $6)
-     ORDER BY o.created_at DESC, o.id DESC
-     LIMIT $7)
+-- A page of the message log, newest first, before the cursor ($2, $3): tenant $1's messages
+-- (NULL: every application's, for tokens not limited to one), of event types $4, created in
+-- ($5, $6), with a delivery to endpoint $7, of status $8 (Svix's MessageStatus, from the
+-- deliveries: docs/api.md), each NULL for any. At most $9 messages are looked at (an index
+-- range: api_outbox_tenant_idx, api_outbox_endpoint_idx or outbox_created_idx, and each
+-- one's deliveries through deliveries_message_idx), so a page costs the same however few
+-- match; of those, up to $10 that match (matched), and when all $9 were looked at, the
+-- oldest of them (not matched): where the next page goes on from.
+-- params: tenant_id, before_at, before_id, event_types, after, before, endpoint_id, status, scan, limit
+WITH scanned AS (
+    SELECT w.id, w.created_at FROM (
+        (SELECT o.id, o.created_at FROM webhookd.outbox o
+         WHERE $1::text IS NOT NULL AND o.endpoint_id IS NULL
+           AND coalesce(o.tenant_id, 'default') = $1
+           AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3::bigint))
+           AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+           AND ($5::timestamptz IS NULL OR o.created_at > $5)
+           AND ($6::timestamptz IS NULL OR o.created_at < $6)
+         ORDER BY o.created_at DESC, o.id DESC
+         LIMIT $9)
+        UNION ALL
+        (SELECT o.id, o.created_at FROM webhookd.outbox o
+         WHERE $1::text IS NOT NULL
+           AND o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1)
+           AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3::bigint))
+           AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+           AND ($5::timestamptz IS NULL OR o.created_at > $5)
+           AND ($6::timestamptz IS NULL OR o.created_at < $6)
+         ORDER BY o.created_at DESC, o.id DESC
+         LIMIT $9)
+        UNION ALL
+        (SELECT o.id, o.created_at FROM webhookd.outbox o
+         WHERE $1::text IS NULL
+           AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3::bigint))
+           AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+           AND ($5::timestamptz IS NULL OR o.created_at > $5)
+           AND ($6::timestamptz IS NULL OR o.created_at < $6)
+         ORDER BY o.created_at DESC, o.id DESC
+         LIMIT $9)
+    ) w
+    ORDER BY w.created_at DESC, w.id DESC
+    LIMIT $9
+), judged AS (
+    SELECT c.id, c.created_at, st.deliveries, st.status
+    FROM scanned c
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS deliveries,
+               CASE WHEN bool_or(d.status = 'failed') THEN 2
+                    WHEN bool_or(d.status = 'delivering') THEN 3
+                    WHEN bool_or(d.status IN ('pending', 'held')) THEN 1
+                    ELSE 0 END AS status
+        FROM webhookd.deliveries d
+        WHERE d.message_id = c.id AND ($7::text IS NULL OR d.endpoint_id = $7)
+    ) st
+), picked AS (
+    (SELECT j.id, j.status, true AS matched FROM judged j
+     WHERE ($7::text IS NULL OR j.deliveries > 0) AND ($8::int IS NULL OR j.status = $8)
+     ORDER BY j.created_at DESC, j.id DESC
+     LIMIT $10)
     UNION ALL
-    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
-            o.created_at
-     FROM webhookd.outbox o
-     WHERE o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1)
-       AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3::bigint))
-       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
-       AND ($5::timestamptz IS NULL OR o.created_at > $5)
-       AND ($6::timestamptz IS NULL OR o.created_at < $6)
+    (SELECT j.id, j.status, false FROM judged j
+     WHERE (SELECT count(*) FROM scanned) = $9
+     ORDER BY j.created_at, j.id
+     LIMIT 1)
+)
+SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after, o.created_at,
+       p.status, p.matched, app.id AS app_id
+FROM picked p
+JOIN webhookd.outbox o ON o.id = p.id
+LEFT JOIN LATERAL (
+    SELECT a.id FROM webhookd.api_apps a
+    WHERE a.tenant_id = coalesce((SELECT e.tenant_id FROM webhookd.endpoints e
+                                  WHERE e.id = o.endpoint_id), o.tenant_id, 'default')
+) app ON true
+ORDER BY p.matched DESC, o.created_at DESC, o.id DESC;
+
+-- name: api_message_list_back
+-- api_message_list read the other way (a prevIterator): the messages just after the cursor
+-- ($2, $3), oldest first (the caller shows them newest first); the boundary row is the newest
+-- one looked at.
+-- params: tenant_id, after_at, after_id, event_types, after, before, endpoint_id, status, scan, limit
+WITH scanned AS (
+    SELECT w.id, w.created_at FROM (
+        (SELECT o.id, o.created_at FROM webhookd.outbox o
+         WHERE $1::text IS NOT NULL AND o.endpoint_id IS NULL
+           AND coalesce(o.tenant_id, 'default') = $1
+           AND ($2::timestamptz IS NULL OR (o.created_at, o.id) > ($2, $3::bigint))
+           AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+           AND ($5::timestamptz IS NULL OR o.created_at > $5)
+           AND ($6::timestamptz IS NULL OR o.created_at < $6)
+         ORDER BY o.created_at, o.id
+         LIMIT $9)
+        UNION ALL
+        (SELECT o.id, o.created_at FROM webhookd.outbox o
+         WHERE $1::text IS NOT NULL
+           AND o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1)
+           AND ($2::timestamptz IS NULL OR (o.created_at, o.id) > ($2, $3::bigint))
+           AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+           AND ($5::timestamptz IS NULL OR o.created_at > $5)
+           AND ($6::timestamptz IS NULL OR o.created_at < $6)
+         ORDER BY o.created_at, o.id
+         LIMIT $9)
+        UNION ALL
+        (SELECT o.id, o.created_at FROM webhookd.outbox o
+         WHERE $1::text IS NULL
+           AND ($2::timestamptz IS NULL OR (o.created_at, o.id) > ($2, $3::bigint))
+           AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
+           AND ($5::timestamptz IS NULL OR o.created_at > $5)
+           AND ($6::timestamptz IS NULL OR o.created_at < $6)
+         ORDER BY o.created_at, o.id
+         LIMIT $9)
+    ) w
+    ORDER BY w.created_at, w.id
+    LIMIT $9
+), judged AS (
+    SELECT c.id, c.created_at, st.deliveries, st.status
+    FROM scanned c
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS deliveries,
+               CASE WHEN bool_or(d.status = 'failed') THEN 2
+                    WHEN bool_or(d.status = 'delivering') THEN 3
+                    WHEN bool_or(d.status IN ('pending', 'held')) THEN 1
+                    ELSE 0 END AS status
+        FROM webhookd.deliveries d
+        WHERE d.message_id = c.id AND ($7::text IS NULL OR d.endpoint_id = $7)
+    ) st
+), picked AS (
+    (SELECT j.id, j.status, true AS matched FROM judged j
+     WHERE ($7::text IS NULL OR j.deliveries > 0) AND ($8::int IS NULL OR j.status = $8)
+     ORDER BY j.created_at, j.id
+     LIMIT $10)
+    UNION ALL
+    (SELECT j.id, j.status, false FROM judged j
+     WHERE (SELECT count(*) FROM scanned) = $9
+     ORDER BY j.created_at DESC, j.id DESC
+     LIMIT 1)
+)
+SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after, o.created_at,
+       p.status, p.matched, app.id AS app_id
+FROM picked p
+JOIN webhookd.outbox o ON o.id = p.id
+LEFT JOIN LATERAL (
+    SELECT a.id FROM webhookd.api_apps a
+    WHERE a.tenant_id = coalesce((SELECT e.tenant_id FROM webhookd.endpoints e
+                                  WHERE e.id = o.endpoint_id), o.tenant_id, 'default')
+) app ON true
+ORDER BY p.matched DESC, o.created_at, o.id;
+
+-- name: api_message_list_failed
+-- api_message_list for failed messages (status 2): walked in message order from the failed
+-- deliveries of endpoints $2 (deliveries_failed_log_idx; NULL: of every endpoint, through
+-- deliveries_failed_log_all_idx), at most $8 of them, rather than from every message; the
+-- messages are then those of tenant $1 (NULL: any) and of event types $5. A message with a
+-- failed delivery is failed, whatever its other deliveries are doing.
+-- params: tenant_id, endpoint_ids, before_at, before_id, event_types, after, before, scan, limit
+WITH walked AS (
+    SELECT w.created_at, w.message_id FROM (
+        (SELECT d.created_at, d.message_id FROM webhookd.deliveries d
+         WHERE $2::text[] IS NULL AND d.status = 'failed'
+               AND ($3::timestamptz IS NULL OR (d.created_at, d.message_id) < ($3, $4::bigint))
+               AND ($6::timestamptz IS NULL OR d.created_at > $6)
+               AND ($7::timestamptz IS NULL OR d.created_at < $7)
+         ORDER BY d.created_at DESC, d.message_id DESC
+         LIMIT $8)
+        UNION ALL
+        (SELECT x.created_at, x.message_id
+         FROM unnest($2::text[]) AS e(id)
+         CROSS JOIN LATERAL (
+             SELECT d.created_at, d.message_id FROM webhookd.deliveries d
+             WHERE d.endpoint_id = e.id AND d.status = 'failed'
+               AND ($3::timestamptz IS NULL OR (d.created_at, d.message_id) < ($3, $4::bigint))
+               AND ($6::timestamptz IS NULL OR d.created_at > $6)
+               AND ($7::timestamptz IS NULL OR d.created_at < $7)
+             ORDER BY d.created_at DESC, d.message_id DESC
+             LIMIT $8) x)
+    ) w
+    ORDER BY w.created_at DESC, w.message_id DESC
+    LIMIT $8
+), picked AS (
+    (SELECT m.message_id AS id, true AS matched
+     FROM (SELECT DISTINCT message_id FROM walked) m
+     JOIN webhookd.outbox o ON o.id = m.message_id
+     WHERE ($1::text IS NULL
+            OR (o.endpoint_id IS NULL AND coalesce(o.tenant_id, 'default') = $1)
+            OR o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1))
+       AND ($5::text[] IS NULL OR o.event_type = ANY ($5))
      ORDER BY o.created_at DESC, o.id DESC
-     LIMIT $7)
-) m
-ORDER BY m.created_at DESC, m.id DESC
-LIMIT $7;
+     LIMIT $9)
+    UNION ALL
+    (SELECT w.message_id, false FROM walked w
+     WHERE (SELECT count(*) FROM walked) = $8
+     ORDER BY w.created_at, w.message_id
+     LIMIT 1)
+)
+SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after, o.created_at,
+       2 AS status, p.matched, app.id AS app_id
+FROM picked p
+JOIN webhookd.outbox o ON o.id = p.id
+LEFT JOIN LATERAL (
+    SELECT a.id FROM webhookd.api_apps a
+    WHERE a.tenant_id = coalesce((SELECT e.tenant_id FROM webhookd.endpoints e
+                                  WHERE e.id = o.endpoint_id), o.tenant_id, 'default')
+) app ON true
+ORDER BY p.matched DESC, o.created_at DESC, o.id DESC;
+
+-- name: api_message_list_failed_back
+-- api_message_list_failed read the other way (a prevIterator), oldest first.
+-- params: tenant_id, endpoint_ids, after_at, after_id, event_types, after, before, scan, limit
+WITH walked AS (
+    SELECT w.created_at, w.message_id FROM (
+        (SELECT d.created_at, d.message_id FROM webhookd.deliveries d
+         WHERE $2::text[] IS NULL AND d.status = 'failed'
+               AND ($3::timestamptz IS NULL OR (d.created_at, d.message_id) > ($3, $4::bigint))
+               AND ($6::timestamptz IS NULL OR d.created_at > $6)
+               AND ($7::timestamptz IS NULL OR d.created_at < $7)
+         ORDER BY d.created_at, d.message_id
+         LIMIT $8)
+        UNION ALL
+        (SELECT x.created_at, x.message_id
+         FROM unnest($2::text[]) AS e(id)
+         CROSS JOIN LATERAL (
+             SELECT d.created_at, d.message_id FROM webhookd.deliveries d
+             WHERE d.endpoint_id = e.id AND d.status = 'failed'
+               AND ($3::timestamptz IS NULL OR (d.created_at, d.message_id) > ($3, $4::bigint))
+               AND ($6::timestamptz IS NULL OR d.created_at > $6)
+               AND ($7::timestamptz IS NULL OR d.created_at < $7)
+             ORDER BY d.created_at, d.message_id
+             LIMIT $8) x)
+    ) w
+    ORDER BY w.created_at, w.message_id
+    LIMIT $8
+), picked AS (
+    (SELECT m.message_id AS id, true AS matched
+     FROM (SELECT DISTINCT message_id FROM walked) m
+     JOIN webhookd.outbox o ON o.id = m.message_id
+     WHERE ($1::text IS NULL
+            OR (o.endpoint_id IS NULL AND coalesce(o.tenant_id, 'default') = $1)
+            OR o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1))
+       AND ($5::text[] IS NULL OR o.event_type = ANY ($5))
+     ORDER BY o.created_at, o.id
+     LIMIT $9)
+    UNION ALL
+    (SELECT w.message_id, false FROM walked w
+     WHERE (SELECT count(*) FROM walked) = $8
+     ORDER BY w.created_at DESC, w.message_id DESC
+     LIMIT 1)
+)
+SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after, o.created_at,
+       2 AS status, p.matched, app.id AS app_id
+FROM picked p
+JOIN webhookd.outbox o ON o.id = p.id
+LEFT JOIN LATERAL (
+    SELECT a.id FROM webhookd.api_apps a
+    WHERE a.tenant_id = coalesce((SELECT e.tenant_id FROM webhookd.endpoints e
+                                  WHERE e.id = o.endpoint_id), o.tenant_id, 'default')
+) app ON true
+ORDER BY p.matched DESC, o.created_at, o.id;
 
 -- name: api_event_type_schemas
 -- The JSON Schemas of an event type that is not archived (NULL: none, or no such type).
@@ -1601,36 +1835,6 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) A
 ON CONFLICT DO NOTHING
 RETURNING id, tenant_id, msg_id, event_type, payload::text AS payload, deliver_after, created_at;
 
--- name: api_message_list_back
--- api_message_list read the other way (a prevIterator): tenant $1's messages just after the
--- cursor ($2, $3), oldest first; the caller shows them newest first.
--- params: tenant_id, after_at, after_id, event_types, after, before, limit
-SELECT * FROM (
-    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
-            o.created_at
-     FROM webhookd.outbox o
-     WHERE o.endpoint_id IS NULL AND coalesce(o.tenant_id, 'default') = $1
-       AND (o.created_at, o.id) > ($2, $3::bigint)
-       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
-       AND ($5::timestamptz IS NULL OR o.created_at > $5)
-       AND ($6::timestamptz IS NULL OR o.created_at < $6)
-     ORDER BY o.created_at, o.id
-     LIMIT $7)
-    UNION ALL
-    (SELECT o.id, o.msg_id, o.event_type, o.payload::text AS payload, o.deliver_after,
-            o.created_at
-     FROM webhookd.outbox o
-     WHERE o.endpoint_id IN (SELECT e.id FROM webhookd.endpoints e WHERE e.tenant_id = $1)
-       AND (o.created_at, o.id) > ($2, $3::bigint)
-       AND ($4::text[] IS NULL OR o.event_type = ANY ($4))
-       AND ($5::timestamptz IS NULL OR o.created_at > $5)
-       AND ($6::timestamptz IS NULL OR o.created_at < $6)
-     ORDER BY o.created_at, o.id
-     LIMIT $7)
-) m
-ORDER BY m.created_at, m.id
-LIMIT $7;
-
 -- name: api_attempts_by_endpoint_back
 -- api_attempts_by_endpoint read the other way (a prevIterator): the attempts just after the
 -- cursor ($2, $3), oldest first.
@@ -1744,6 +1948,33 @@ SELECT count(*) AS total,
 FROM webhookd.endpoints e
 LEFT JOIN webhookd.endpoint_state s ON s.endpoint_id = e.id
 WHERE e.deleted_at IS NULL AND ($1::text[] IS NULL OR e.id = ANY ($1::text[]));
+
+-- name: console_session_insert
+-- A console login: session $1 (the SHA-256 of its id) acting as API token $2 for $3 seconds;
+-- up to 1,000 expired sessions are deleted on the way (console_sessions_expires_idx), so the
+-- table holds little more than live sessions without a task of its own.
+-- params: id_hash, token_id, ttl_s
+WITH purged AS (
+    DELETE FROM webhookd.console_sessions
+    WHERE id_hash IN (SELECT s.id_hash FROM webhookd.console_sessions s
+                      WHERE s.expires_at <= now()
+                      ORDER BY s.expires_at
+                      LIMIT 1000)
+)
+INSERT INTO webhookd.console_sessions (id_hash, token_id, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+RETURNING token_id, expires_at;
+
+-- name: console_session_get
+-- The live console session whose id hashes to $1: the token it acts as.
+-- params: id_hash
+SELECT token_id, expires_at FROM webhookd.console_sessions
+WHERE id_hash = $1 AND expires_at > now();
+
+-- name: console_session_delete
+-- A logout (or a session whose token no longer authenticates): the row goes.
+-- params: id_hash
+DELETE FROM webhookd.console_sessions WHERE id_hash = $1;
 
 -- name: api_portal_link
 -- A one-time portal link's token for application $3 (its id), living $4 seconds (at most 7

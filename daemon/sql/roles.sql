@@ -59,6 +59,9 @@ GRANT SELECT, INSERT, UPDATE ON webhookd.endpoint_state TO :"api_role";
 GRANT SELECT, INSERT ON webhookd.outbox TO :"api_role";
 GRANT USAGE ON SEQUENCE webhookd.outbox_id_seq TO :"api_role";
 GRANT SELECT, UPDATE ON webhookd.deliveries TO :"api_role";
+-- Console sessions (migrations/0023_console_sessions.sql): logins, lookups, logouts, and
+-- the expired rows a login deletes.
+GRANT SELECT, INSERT, DELETE ON webhookd.console_sessions TO :"api_role";
 -- Portal links and sessions (migrations/0021_console.sql): portal tokens only, through
 -- functions that run as the schema owner; the role still cannot insert a token itself.
 GRANT EXECUTE ON FUNCTION webhookd.api_portal_link(text, bytea, text, float8, text),

@@ -487,6 +487,16 @@ async def test_api_role_runs_the_api(roles: Roles) -> None:
         for method, path, body, status in steps:
             reply = await api.call(method, path, body)
             assert reply.status == status, (method, path, reply.body)
+        # The message log of every application, and a console session: login (which deletes
+        # expired sessions too), a request with it, logout.
+        assert (await api.call("GET", "/api/v1/webhookd/msg?status=2")).status == 200
+        login = await api.call("POST", "/console/session", {"token": token}, token="")
+        assert login.status == 200, login.body
+        ident = login.headers["Set-Cookie"].split(";")[0]
+        session = {"Cookie": ident, "X-CSRF-Token": login.body["csrfToken"]}
+        assert (await api.call("GET", "/api/v1/app", token="", headers=session)).status == 200
+        out = await api.call("DELETE", "/console/session", token="", headers=session)
+        assert out.status == 204
 
 
 async def test_api_role_makes_portal_links_and_sessions_only_through_their_functions(

@@ -1,47 +1,28 @@
-"""Console sessions (pure: an injected clock) and the [console] settings' checks: a brand
-colour, a logo URL and frame-ancestors sources are taken only in forms that cannot break out
-of the page's CSS or Content-Security-Policy."""
+"""Console sessions' CSRF tokens (derived from the session id; the sessions themselves are in
+PostgreSQL, tests/integration/api/test_api_console.py) and the [console] settings' checks: a
+brand colour, a logo URL and frame-ancestors sources are taken only in forms that cannot break
+out of the page's CSS or Content-Security-Policy."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from daemon.config import ConfigError, load_config
-from daemon.console.sessions import Sessions
+from daemon.console.sessions import Session, csrf_for, id_hash
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_a_session_lives_its_ttl_and_holds_the_token_and_a_csrf_token() -> None:
-    clock = Clock()
-    sessions = Sessions(ttl_s=60, clock=clock)
-    ident, session = sessions.create("whk_token")
-    other, _ = sessions.create("whk_token")
-    assert ident != other and len(ident) >= 43 and session.token == "whk_token"
-    assert session.csrf_ok(session.csrf) and not session.csrf_ok(session.csrf[:-1] + "x")
-    assert not session.csrf_ok("")
-    clock.now += 59
-    assert sessions.get(ident) == session
-    clock.now += 1
-    assert sessions.get(ident) is None
-    assert sessions.get("") is None and sessions.get("unknown") is None
-
-
-def test_a_logout_ends_only_its_own_session() -> None:
-    sessions = Sessions(ttl_s=60, clock=Clock())
-    mine, _ = sessions.create("a")
-    theirs, _ = sessions.create("b")
-    sessions.end(mine)
-    sessions.end(mine)  # twice: nothing more happens
-    assert sessions.get(mine) is None and sessions.get(theirs) is not None
+def test_a_session_s_csrf_token_is_derived_from_its_id_and_checked_exactly() -> None:
+    one, other = "a" * 43, "b" * 43
+    assert csrf_for(one) == csrf_for(one) != csrf_for(other)
+    assert len(csrf_for(one)) == 43 and one not in csrf_for(one)
+    session = Session(one, "key_0", datetime.now(UTC))
+    assert session.csrf_ok(csrf_for(one))
+    assert not session.csrf_ok(csrf_for(other)) and not session.csrf_ok("")
+    assert not session.csrf_ok(csrf_for(one)[:-1] + "x")
+    assert id_hash(one) != id_hash(other) and len(id_hash(one)) == 32
 
 
 def _console(tmp_path: Path, body: str) -> object:

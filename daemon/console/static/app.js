@@ -292,7 +292,7 @@
     }
     const items = MODE === 'portal'
       ? [['Endpoints', '#/'], ['Messages', '#/messages'], ['Dead letters', '#/dead-letters']]
-      : [['Overview', '#/'], ['Applications', '#/apps']];
+      : [['Overview', '#/'], ['Applications', '#/apps'], ['Messages', '#/messages']];
     const here = location.hash || '#/';
     nav.replaceChildren(...items.map(([label, href]) => h('a', {
       href, 'aria-current': (href === '#/' ? here === '#/' || here === '#' : here.startsWith(href)) ? 'page' : null,
@@ -652,47 +652,83 @@
 
   const toIso = (local) => (local ? new Date(local).toISOString() : null);
 
+  const STATUS_TEXT = { 0: 'Succeeded', 1: 'Pending', 2: 'Failed', 3: 'Sending' };
+
+  // The message log: every filter together (docs/api.md, "Message log"). `app` null is the
+  // log of every application (the console's, for tokens not limited to one). A page looks at
+  // a bounded number of messages, so one may show few or none and still not be the last.
   async function messagesPage(app) {
     const out = h('div', {});
-    const [le, endpoint] = await endpointOptions(app, 'f-endpoint', 'Endpoint', 'Any endpoint');
-    const type = h('input', { id: 'f-type', placeholder: 'invoice.paid' });
-    const status = h('select', { id: 'f-status' }, h('option', { value: '' }, 'Any'), h('option', { value: '0' }, 'Succeeded'), h('option', { value: '2' }, 'Failed'));
+    const allApps = MODE === 'console' && !S.appId;
+    let appSelect = null;
+    const appNames = new Map(); // id -> name, for the log of every application
+    if (MODE === 'console') {
+      const apps = await get(`/api/v1/app?limit=250`);
+      for (const a of apps.data) appNames.set(a.id, a.name);
+      const options = apps.data.map((a) => h('option', { value: a.id, selected: a.id === app || a.uid === app }, a.name === a.uid || !a.uid ? a.name : `${a.name} (${a.uid})`));
+      if (app && !apps.data.some((a) => a.id === app || a.uid === app)) options.unshift(h('option', { value: app, selected: true }, app));
+      appSelect = h('select', { id: 'f-app' }, allApps ? h('option', { value: '' }, 'All applications') : null, options);
+    }
+    const chosenApp = () => (appSelect ? appSelect.value : app) || null;
+    const endpoint = h('select', { id: 'f-endpoint' });
+    const fillEndpoints = async () => {
+      const current = chosenApp();
+      const data = current ? await get(`${appPath(current)}/endpoint?limit=250`) : { data: [] };
+      endpoint.replaceChildren(h('option', { value: '' }, current ? 'Any endpoint' : 'Any endpoint (choose an application to pick one)'),
+        ...data.data.map((e) => h('option', { value: e.id }, `${e.url}${e.description ? ' — ' + e.description : ''}`)));
+    };
+    await fillEndpoints();
+    const type = h('input', { id: 'f-type', placeholder: 'invoice.paid, invoice.voided' });
+    const status = h('select', { id: 'f-status' }, h('option', { value: '' }, 'Any'),
+      Object.entries(STATUS_TEXT).map(([value, text]) => h('option', { value }, text)));
     const after = h('input', { id: 'f-after', type: 'datetime-local' });
     const before = h('input', { id: 'f-before', type: 'datetime-local' });
     const results = h('div', {});
     const pager = h('div', { class: 'pager' });
     const search = (iterator) => guard(out, async () => {
-      const q = new URLSearchParams({ limit: '50' });
+      const current = chosenApp();
+      const q = new URLSearchParams({ limit: '50', with_content: 'false' });
       if (iterator) q.set('iterator', iterator);
       if (after.value) q.set('after', toIso(after.value));
       if (before.value) q.set('before', toIso(before.value));
-      let data;
-      if (endpoint.value || status.value) {
-        if (!endpoint.value) throw new Error('choose an endpoint to filter by status');
-        if (type.value) throw new Error('an endpoint’s attempts are not filtered by event type: clear one of them');
-        if (status.value) q.set('status', status.value);
-        data = await get(`/api/v1/app/${enc(app)}/attempt/endpoint/${enc(endpoint.value)}?${q}`);
-        results.replaceChildren(attemptsTable(data.data, app, false));
-      } else {
-        if (type.value) q.set('event_types', type.value.trim());
-        data = await get(`${appPath(app)}/msg?${q}&with_content=false`);
-        const body = h('tbody', {}, data.data.map((m) => h('tr', { 'data-testid': 'message' },
-          h('td', {}, when(m.timestamp)),
-          h('td', { class: 'wrap' }, h('a', { href: link(app, 'messages', m.id) }, m.id)),
-          h('td', {}, m.eventType))));
-        if (!data.data.length) body.append(h('tr', {}, h('td', { colspan: 3 }, 'No message matches.')));
-        results.replaceChildren(h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Created'), h('th', {}, 'Message'), h('th', {}, 'Event type'))), body));
+      const types = type.value.split(',').map((t) => t.trim()).filter(Boolean);
+      if (types.length) q.set('event_types', types.join(','));
+      if (status.value) q.set('status', status.value);
+      if (endpoint.value) q.set('endpoint_id', endpoint.value);
+      const data = await get(current ? `${appPath(current)}/msg?${q}` : `/api/v1/webhookd/msg?${q}`);
+      const showApp = !current;
+      const body = h('tbody', {}, data.data.map((m) => h('tr', { 'data-testid': 'message', 'data-status': m.status },
+        h('td', {}, when(m.timestamp)),
+        showApp ? h('td', { class: 'wrap' }, appNames.get(m.appId) || m.appId || '—') : null,
+        h('td', { class: 'wrap' }, (current || m.appId) ? h('a', { href: link(current || m.appId, 'messages', m.id) }, m.id) : m.id),
+        h('td', {}, m.eventType),
+        h('td', {}, h('span', { class: `status status-${m.status}` }, STATUS_TEXT[m.status] || m.statusText)))));
+      if (!data.data.length) {
+        const why = data.done ? 'No message matches.' : 'No message matches among the messages looked at for this page: Older looks further back.';
+        body.append(h('tr', {}, h('td', { colspan: showApp ? 5 : 4 }, why)));
       }
+      results.replaceChildren(h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Created'), showApp ? h('th', {}, 'Application') : null,
+        h('th', {}, 'Message'), h('th', {}, 'Event type'), h('th', {}, 'Status'))), body));
+      // A page read backwards (Newer) is `done` when nothing is newer; forwards, when nothing is older.
+      const back = Boolean(iterator && iterator.startsWith('-'));
       pager.replaceChildren(
-        h('button', { type: 'button', class: 'secondary', disabled: !iterator, onclick: () => search(data.prevIterator) }, 'Newer'),
-        h('button', { type: 'button', class: 'secondary', disabled: data.done, onclick: () => search(data.iterator) }, 'Older'));
+        h('button', { type: 'button', class: 'secondary', disabled: !iterator || !data.prevIterator || (back && data.done), onclick: () => search(data.prevIterator) }, 'Newer'),
+        h('button', { type: 'button', class: 'secondary', disabled: !data.iterator || (!back && data.done), onclick: () => search(data.iterator) }, 'Older'));
+      announce(`${data.data.length} message${data.data.length === 1 ? '' : 's'} shown`);
     });
-    page(MODE === 'portal' ? 'Messages' : `Messages of ${app}`, tabs(app, 'Messages'),
-      h('form', { class: 'inline', 'aria-label': 'Filter messages', onsubmit: (ev) => { ev.preventDefault(); search(null); } },
-        h('div', {}, le, endpoint), h('div', {}, h('label', { for: 'f-type' }, 'Event type'), type),
-        h('div', {}, h('label', { for: 'f-status' }, 'Attempt status (with an endpoint)'), status),
-        h('div', {}, h('label', { for: 'f-after' }, 'After'), after), h('div', {}, h('label', { for: 'f-before' }, 'Before'), before),
-        h('button', { type: 'submit' }, 'Filter')),
+    if (appSelect) appSelect.addEventListener('change', () => guard(out, async () => { await fillEndpoints(); await search(null); }));
+    const filters = [
+      appSelect ? h('div', {}, h('label', { for: 'f-app' }, 'Application'), appSelect) : null,
+      h('div', {}, h('label', { for: 'f-endpoint' }, 'Endpoint'), endpoint),
+      h('div', {}, h('label', { for: 'f-type' }, 'Event types'), type),
+      h('div', {}, h('label', { for: 'f-status' }, 'Status'), status),
+      h('div', {}, h('label', { for: 'f-after' }, 'After'), after),
+      h('div', {}, h('label', { for: 'f-before' }, 'Before'), before),
+      h('button', { type: 'submit' }, 'Filter'),
+    ];
+    const title = MODE === 'portal' ? 'Messages' : (app ? `Messages of ${app}` : 'Messages');
+    page(title, app ? tabs(app, 'Messages') : '',
+      h('form', { class: 'inline', 'aria-label': 'Filter messages', onsubmit: (ev) => { ev.preventDefault(); search(null); } }, filters),
       out, results, pager);
     await search(null);
   }
@@ -820,6 +856,7 @@
     try {
       if (p.length === 0) return await overviewPage();
       if (p[0] === 'apps' && p.length === 1) return await appsPage();
+      if (p[0] === 'messages' && p.length === 1) return await messagesPage(S.appId);
       const app = p[1];
       if (p.length === 2) return await appPage(app);
       if (p[2] === 'endpoints' && p[3]) return await endpointPage(app, p[3]);

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tests.api_support import api
+from tests.api_support import api, db
 
-__all__ = ["api"]
+__all__ = ["api", "db"]

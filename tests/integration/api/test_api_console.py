@@ -7,11 +7,13 @@ from __future__ import annotations
 import re
 from http.cookies import SimpleCookie
 from importlib import resources
+from typing import Any
 
+import asyncpg
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from tests.api_support import ApiUnderTest, make_app, make_endpoint
+from tests.api_support import ApiUnderTest, make_app, make_endpoint, running_api
 from tests.integration.conftest import DaemonFactory, Receiver, wait_until
 
 
@@ -137,16 +139,95 @@ async def test_a_console_session_needs_its_csrf_token_for_every_write(api: ApiUn
     assert (await api.get("/console/session", token="", headers=cookie)).status == 401
 
 
-async def test_a_revoked_token_ends_its_console_sessions(api: ApiUnderTest) -> None:
+async def _login(api: ApiUnderTest, token: str) -> tuple[dict[str, str], str]:
+    """The Cookie header of a new console session, and its CSRF token."""
+    login = await api.post("/console/session", {"token": token}, token="")
+    assert login.status == 200, login.body
+    return {"Cookie": f"webhookd_console={_session_cookie(login.headers)[0]}"}, login.body[
+        "csrfToken"
+    ]
+
+
+async def test_a_revoked_or_expired_token_ends_its_console_sessions(
+    api: ApiUnderTest, db_dsn: str
+) -> None:
     from daemon.api import tokens
 
-    new = await tokens.create_token(api.store, "read")
-    login = await api.post("/console/session", {"token": new.token}, token="")
-    cookie = {"Cookie": f"webhookd_console={_session_cookie(login.headers)[0]}"}
-    assert (await api.get("/api/v1/app", token="", headers=cookie)).status == 200
-    await tokens.revoke_token(api.store, new.id)
+    for ending in ("revoke", "expire"):
+        new = await tokens.create_token(api.store, "read")
+        cookie, _csrf = await _login(api, new.token)
+        assert (await api.get("/api/v1/app", token="", headers=cookie)).status == 200
+        if ending == "revoke":
+            await tokens.revoke_token(api.store, new.id)
+        else:
+            await _sql(db_dsn, "UPDATE webhookd.api_tokens SET expires_at = now() WHERE id = $1",
+                       new.id)  # fmt: skip
+        assert (await api.get("/api/v1/app", token="", headers=cookie)).status == 401
+        assert (await api.get("/console/session", token="", headers=cookie)).status == 401
+
+
+async def _sql(dsn: str, statement: str, *args: object) -> list[Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(statement, *args))
+    finally:
+        await conn.close()
+
+
+async def test_a_console_session_outlives_its_api_process_and_works_on_every_one(
+    api: ApiUnderTest, db_dsn: str
+) -> None:
+    """Sessions are rows: a second API process on the same database accepts the cookie, a
+    restarted one still does, and a logout on one ends the session on the others."""
+    await make_app(api, "acme")
+    token = await api.token("admin")
+    cookie, csrf = await _login(api, token)
+    body = {"url": "https://acme.example.com/hook"}
+    async with running_api(db_dsn) as second:
+        assert (await second.get("/api/v1/app/acme", token="", headers=cookie)).status == 200
+        info = await second.get("/console/session", token="", headers=cookie)
+        assert (info.status, info.body["csrfToken"]) == (200, csrf)
+        write = {**cookie, "X-CSRF-Token": csrf}
+        made = await second.post("/api/v1/app/acme/endpoint", body, token="", headers=write)
+        assert made.status == 201
+        assert (await second.post("/api/v1/app/acme/endpoint", body, token="",
+                                  headers=cookie)).status == 403  # fmt: skip
+
+        await api.server.stop()  # the process that made the session goes
+        async with running_api(db_dsn, admin=token) as restarted:
+            reply = await restarted.get("/api/v1/app/acme/endpoint", token="", headers=cookie)
+            assert reply.status == 200 and [e["id"] for e in reply.body["data"]] == [
+                made.body["id"]
+            ]
+            ended = await restarted.call("DELETE", "/console/session", token="", headers=write)
+            assert ended.status == 204
+            assert (await restarted.get("/api/v1/app", token="", headers=cookie)).status == 401
+        assert (await second.get("/api/v1/app", token="", headers=cookie)).status == 401
+        assert (await second.get("/console/session", token="", headers=cookie)).status == 401
+
+
+async def test_the_session_table_keeps_neither_the_session_id_nor_the_token(
+    api: ApiUnderTest, db_dsn: str
+) -> None:
+    import hashlib
+
+    from daemon.api import tokens
+
+    token = await api.token("read")
+    cookie, csrf = await _login(api, token)
+    ident = cookie["Cookie"].split("=", 1)[1]
+    [row] = await _sql(db_dsn, "SELECT * FROM webhookd.console_sessions")
+    assert bytes(row["id_hash"]) == hashlib.sha256(ident.encode()).digest()
+    assert row["token_id"] == tokens.token_id(token)
+    stored = repr(dict(row))
+    for secret in (ident, token, csrf, ident.encode().hex(), csrf.encode().hex()):
+        assert secret not in stored
+    # Expired sessions are not accepted, and the next login deletes them.
+    await _sql(db_dsn, "UPDATE webhookd.console_sessions SET expires_at = now() - interval '1s'")
     assert (await api.get("/api/v1/app", token="", headers=cookie)).status == 401
-    assert (await api.get("/console/session", token="", headers=cookie)).status == 401
+    await _login(api, token)
+    rows = await _sql(db_dsn, "SELECT id_hash FROM webhookd.console_sessions")
+    assert len(rows) == 1 and bytes(rows[0]["id_hash"]) != bytes(row["id_hash"])
 
 
 async def test_pages_forbid_inline_script_and_frame_only_where_configured(

@@ -3,7 +3,7 @@ session's browser (tests/browser_support.py)."""
 
 from __future__ import annotations
 
-from tests.api_support import api
+from tests.api_support import api, db
 from tests.browser_support import browser, chromium_endpoint
 
-__all__ = ["api", "browser", "chromium_endpoint"]
+__all__ = ["api", "browser", "chromium_endpoint", "db"]

@@ -235,13 +235,22 @@ async def test_endpoint_actions_change_the_endpoint_as_the_api_then_shows_it(
         assert receiver.at("/hook")[0].headers["X-Tenant"] == "acme"
 
         # The message log, filtered by endpoint and status; the message's page resends it.
-        await page.get_by_role("link", name="Messages").click()
+        async def recorded() -> bool:
+            log = f"/api/v1/app/acme/msg?status=0&endpoint_id={ep['id']}"
+            return bool((await api.get(log)).body["data"])
+
+        await wait_until(recorded, 10, "the test event's success recorded")
+        await (
+            page.get_by_role("navigation", name="Application")
+            .get_by_role("link", name="Messages")
+            .click()
+        )
         await page.get_by_label("Endpoint", exact=True).select_option(ep["id"])
-        await page.get_by_label("Attempt status (with an endpoint)").select_option("0")
+        await page.get_by_label("Status", exact=True).select_option("0")
         await page.get_by_role("button", name="Filter").click()
-        attempt = page.get_by_test_id("attempt").filter(has_text="200")
-        await attempt.wait_for()
-        await attempt.get_by_role("link").click()
+        sent = page.get_by_test_id("message").filter(has_text="Succeeded")
+        await sent.wait_for()
+        await sent.get_by_role("link").click()
         await page.get_by_role("button", name=f"Resend to {ep['id']}").click()
         await page.get_by_text("Resent to 1 endpoint.").wait_for()
         await receiver.wait_hits(2, "/hook")
