@@ -101,7 +101,8 @@ async def test_sighup_applies_concurrency_keeps_in_flight_and_survives_a_bad_fil
     await peak_in_flight(receiver, 5, timeout_s=5)  # still 5
 
     # A setting fixed at start is reported and kept; the rest of the file applies.
-    text = config(3, metrics={"listen": "127.0.0.1:1"})
+    # (concurrency 10: the rest of the backlog drains in a few seconds, not ten)
+    text = config(10, metrics={"listen": "127.0.0.1:1"})
     restart = await hangup(daemon, path, text, "config.reload_needs_restart")
     assert restart["keys"] == ["metrics.listen"]
 
