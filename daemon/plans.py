@@ -14,18 +14,21 @@ The planner sizes a table by its current number of pages whatever its statistics
 planning again after the table has grown is enough, before any ANALYZE. The daemon reads the
 size of its tables at most once a second (one cheap query) and, when one has at least doubled
 since the last time, has every pooled connection drop its cached plans before its next
-statement (`Store.replan`). Shrinking never needs it: a plan made for a large table (index
-lookups) stays right for a small one.
+statement (`Store.replan`): the claim loop of `webhookd run` between claims, and `watch` in
+`webhookd api`, whose message log and stats are planned the same way. Shrinking never needs
+it: a plan made for a large table (index lookups) stays right for a small one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, NoReturn
 
 import structlog
 
-from daemon.store import Store
+from daemon.errors import DatabaseUnavailable
+from daemon.loops import every
+from daemon.store import Store, StoreError
 
 log = structlog.get_logger("webhookd.plans")
 
@@ -67,3 +70,14 @@ async def replan_if_grown(store: Store, growth: TableGrowth) -> list[str]:
         store.replan()
         log.info("store.replanned", grown=grown)
     return grown
+
+
+async def watch(store: Store) -> NoReturn:
+    """`replan_if_grown` every CHECK_EVERY_S until cancelled (`webhookd api`, which has no
+    claim loop to do it); a database that is away skips a round."""
+    growth = TableGrowth()
+    await every(
+        lambda: CHECK_EVERY_S,
+        lambda: replan_if_grown(store, growth),
+        survive=(DatabaseUnavailable, StoreError),
+    )

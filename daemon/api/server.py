@@ -13,7 +13,7 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from daemon import migrate
+from daemon import migrate, plans
 from daemon.api.auth import Authenticator
 from daemon.api.batch import MessageWriter
 from daemon.api.cache import LookupCache
@@ -31,6 +31,13 @@ log = structlog.get_logger("webhookd.api")
 
 SHUTDOWN_GRACE_S: Final = 10.0  # requests in progress may finish for this long on SIGTERM
 MAX_LINE_BYTES: Final = 64 * 1024
+
+
+def _plans_ended(task: asyncio.Task[None]) -> None:
+    """The re-planning check ended by something else than a stop: a bug; the API serves on
+    (with plans that may be made for smaller tables), and the log says why."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("api.plans_failed", error=repr(task.exception()))
 
 
 class ApiServer:
@@ -54,6 +61,7 @@ class ApiServer:
         self.runner: web.AppRunner | None = None
         self.metrics_server: MetricsServer | None = None
         self.api: Api | None = None  # what the handlers share, once started
+        self._plans: asyncio.Task[None] | None = None  # daemon/plans.py's watch
         self.port = config.api.listen_port
         self.metrics_port = config.api.metrics_port
 
@@ -107,6 +115,8 @@ class ApiServer:
         )
         await self.metrics_server.start()
         self.metrics_port = self.metrics_server.port
+        self._plans = asyncio.create_task(plans.watch(store), name="api.plans")
+        self._plans.add_done_callback(_plans_ended)
 
     async def readiness(self) -> tuple[bool, str]:
         if self.store is None or not await self.store.ping():
@@ -132,6 +142,11 @@ class ApiServer:
         log.info("api.stopped")
 
     async def _close(self) -> None:
+        if self._plans is not None:
+            self._plans.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # _plans_ended logs it
+                await self._plans
+            self._plans = None
         # The API site first: it stops accepting, then waits for requests in progress.
         if self.runner is not None:
             with contextlib.suppress(Exception):

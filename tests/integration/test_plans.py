@@ -12,8 +12,10 @@ import asyncpg
 import pytest_asyncio
 
 from daemon import plans
+from daemon.api.server import ApiServer
 from daemon.store import Store
-from tests.integration.conftest import claim
+from tests.api_support import api_config
+from tests.integration.conftest import claim, wait_until
 
 BIG_TABLES = {"deliveries", "outbox", "endpoint_state", "endpoints"}
 
@@ -106,3 +108,34 @@ async def test_tables_that_did_not_grow_keep_their_plans(generic_store: Store) -
 
     assert await plans.replan_if_grown(generic_store, growth) == []
     assert generic_store.plan_epoch == epoch
+
+
+async def test_the_api_server_plans_again_once_the_tables_have_grown(db_dsn: str) -> None:
+    """`webhookd api` has no claim loop: it watches the tables' sizes itself."""
+    server = ApiServer(api_config(db_dsn))
+    await server.start()
+    try:
+        store = server.store
+        assert store is not None
+        conn = await asyncpg.connect(db_dsn)
+        try:
+
+            async def looked() -> bool:  # its first look: the sizes it starts from
+                seen = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state = 'idle' AND query LIKE '-- The size in pages%'"
+                )
+                return bool(seen)
+
+            await wait_until(looked, 10, "the API's first look at the tables' sizes")
+            assert store.plan_epoch == 0
+            await conn.execute(GROW)
+        finally:
+            await conn.close()
+
+        async def replanned() -> bool:
+            return store.plan_epoch > 0
+
+        await wait_until(replanned, plans.CHECK_EVERY_S * 5, "the API's plans made again")
+    finally:
+        await server.stop()
